@@ -1,0 +1,9 @@
+//! paraminit: deterministic, framework-exact neural-network parameter initialization.
+//!
+//! The crate is a synchronous core (`spec` → `plan` → `encode`, with `init`, `rng`, `math` and
+//! `sample` producing the values) wrapped by a thin asynchronous HTTP edge (`http`) and a
+//! command line (`cli`). The core never sees tokio.
+
+pub mod math;
+pub mod rng;
+pub mod sample;
