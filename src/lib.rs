@@ -4,6 +4,13 @@
 //! `sample` producing the values) wrapped by a thin asynchronous HTTP edge (`http`) and a
 //! command line (`cli`). The core never sees tokio.
 
+pub mod encode;
+pub mod error;
+pub mod generate;
+pub mod init;
 pub mod math;
+pub mod plan;
 pub mod rng;
 pub mod sample;
+pub mod spec;
+pub mod structured;

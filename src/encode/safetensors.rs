@@ -1,0 +1,116 @@
+//! The safetensors response as a virtual file: `read_at` produces any byte range of it by
+//! seeking into the tensors it covers, so a range costs work proportional to its length.
+
+use rayon::prelude::*;
+
+use super::encode_values;
+use crate::generate::{Generator, Scratch};
+
+/// Elements generated per step inside one tensor.
+const STEP_ELEMENTS: usize = 1 << 14;
+/// Bytes per parallel task when a buffer is split across threads.
+const TASK_BYTES: usize = 1 << 18;
+
+/// Fills `buf` with bytes `[offset, offset + buf.len())` of the file. The range must lie within
+/// the file (`Plan::file_bytes`).
+pub fn read_at(generator: &Generator, offset: u64, buf: &mut [u8], scratch: &mut Scratch) {
+    let plan = generator.plan();
+    let header = &plan.header;
+    let hlen = header.len() as u64;
+    let end = offset + buf.len() as u64;
+    debug_assert!(end <= plan.file_bytes);
+    let mut pos = offset;
+    if pos < hlen {
+        let n = (hlen.min(end) - pos) as usize;
+        buf[..n].copy_from_slice(&header[pos as usize..pos as usize + n]);
+        pos += n as u64;
+    }
+    if pos >= end {
+        return;
+    }
+    // First tensor whose data ends after `pos`.
+    let rel = pos - hlen;
+    let first = plan.tensors.partition_point(|t| t.end <= rel);
+    let mut values: Vec<f32> = Vec::new();
+    let mut bytes: Vec<u8> = Vec::new();
+    for (ti, t) in plan.tensors.iter().enumerate().skip(first) {
+        if pos >= end {
+            break;
+        }
+        let rel = pos - hlen;
+        if t.begin == t.end {
+            continue;
+        }
+        let es = t.dtype.size();
+        let want_end = (end - hlen).min(t.end);
+        // Element range covering the wanted bytes of this tensor.
+        let e0 = (rel - t.begin) / es;
+        let e1 = (want_end - t.begin).div_ceil(es);
+        let mut e = e0;
+        while e < e1 {
+            let n = ((e1 - e) as usize).min(STEP_ELEMENTS);
+            values.resize(n, 0.0);
+            generator.fill(ti, e, &mut values[..n], scratch);
+            bytes.resize(n * es as usize, 0);
+            encode_values(t.dtype, &values[..n], &mut bytes[..n * es as usize]);
+            // Bytes [chunk_begin, chunk_end) of the data section are in `bytes`.
+            let chunk_begin = t.begin + e * es;
+            let from = (pos - hlen).max(chunk_begin);
+            let to = want_end.min(chunk_begin + n as u64 * es);
+            let src = &bytes[(from - chunk_begin) as usize..(to - chunk_begin) as usize];
+            let dst = (from + hlen - offset) as usize;
+            buf[dst..dst + src.len()].copy_from_slice(src);
+            pos = to + hlen;
+            e += n as u64;
+        }
+    }
+}
+
+/// `read_at` split across the current rayon pool; the bytes do not depend on the split.
+pub fn read_at_parallel(generator: &Generator, offset: u64, buf: &mut [u8]) {
+    if buf.len() <= TASK_BYTES {
+        read_at(generator, offset, buf, &mut Scratch::default());
+        return;
+    }
+    buf.par_chunks_mut(TASK_BYTES).enumerate().for_each_init(
+        Scratch::default,
+        |scratch, (i, part)| {
+            read_at(generator, offset + (i * TASK_BYTES) as u64, part, scratch);
+        },
+    );
+}
+
+/// A forward reader over a byte range of the file, in chunks.
+pub struct SafetensorsBody {
+    generator: Generator,
+    pos: u64,
+    end: u64,
+    chunk: usize,
+}
+
+impl SafetensorsBody {
+    pub fn new(generator: Generator, start: u64, end: u64, chunk: usize) -> SafetensorsBody {
+        SafetensorsBody {
+            generator,
+            pos: start,
+            end,
+            chunk: chunk.max(1),
+        }
+    }
+
+    pub fn remaining(&self) -> u64 {
+        self.end - self.pos
+    }
+
+    /// The next chunk, or `None` at the end. Uses the current rayon pool.
+    pub fn next_chunk(&mut self) -> Option<Vec<u8>> {
+        if self.pos >= self.end {
+            return None;
+        }
+        let n = (self.end - self.pos).min(self.chunk as u64) as usize;
+        let mut buf = vec![0u8; n];
+        read_at_parallel(&self.generator, self.pos, &mut buf);
+        self.pos += n as u64;
+        Some(buf)
+    }
+}

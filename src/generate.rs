@@ -1,0 +1,219 @@
+//! Values of planned tensors: any element range of any tensor, in its output layout, as f32
+//! (the canonical precision). Random tensors are produced by seeking into their stream, so the
+//! cost of a range is proportional to its length; whole-tensor initializers are computed once
+//! per generator and shared between threads.
+
+use std::sync::{Arc, OnceLock};
+
+use crate::init::ValueSource;
+use crate::plan::{Layout, Plan, TensorPlan};
+use crate::rng::WordReader;
+use crate::sample;
+use crate::structured;
+
+/// Output rows handled per pass of a transposed (Keras/Flax) tensor.
+const ROW_BATCH: u64 = 256;
+
+/// Generates values for one plan. Cheap to share across threads (`&Generator` is `Sync`).
+pub struct Generator {
+    plan: Arc<Plan>,
+    whole: Vec<OnceLock<Arc<[f32]>>>,
+}
+
+/// Per-thread working memory, reused across calls.
+#[derive(Default)]
+pub struct Scratch {
+    reader: Option<WordReader>,
+    span: Vec<f32>,
+    offsets: Vec<u64>,
+}
+
+impl Scratch {
+    fn reader(&mut self, seed: u64, stream: u64) -> &mut WordReader {
+        let stale = match &self.reader {
+            Some(r) => r.seed() != seed || r.stream() != stream,
+            None => true,
+        };
+        if stale {
+            self.reader = Some(WordReader::new(seed, stream));
+        }
+        self.reader
+            .get_or_insert_with(|| WordReader::new(seed, stream))
+    }
+}
+
+fn strides(shape: &[u64]) -> Vec<u64> {
+    let mut s = vec![1u64; shape.len()];
+    for i in (0..shape.len().saturating_sub(1)).rev() {
+        s[i] = s[i + 1] * shape[i + 1];
+    }
+    s
+}
+
+impl Generator {
+    pub fn new(plan: Arc<Plan>) -> Generator {
+        let whole = (0..plan.tensors.len()).map(|_| OnceLock::new()).collect();
+        Generator { plan, whole }
+    }
+
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    pub fn plan_arc(&self) -> &Arc<Plan> {
+        &self.plan
+    }
+
+    /// `out[j]` = element `start + j` (output layout, row-major) of tensor `t`.
+    pub fn fill(&self, t: usize, start: u64, out: &mut [f32], scratch: &mut Scratch) {
+        let tp = &self.plan.tensors[t];
+        debug_assert!(start + out.len() as u64 <= tp.numel);
+        match &tp.layout {
+            Layout::Identity => self.fill_logical(t, start, out, scratch),
+            Layout::Permuted { perm } => self.fill_permuted(t, perm, start, out, scratch),
+        }
+    }
+
+    fn whole_tensor(&self, t: usize, scratch: &mut Scratch) -> Arc<[f32]> {
+        self.whole[t]
+            .get_or_init(|| {
+                let tp = &self.plan.tensors[t];
+                let reader = scratch.reader(self.plan.seed(), tp.stream);
+                let v = match tp.resolved.source {
+                    ValueSource::Orthogonal { gain } => {
+                        structured::orthogonal(reader, &tp.logical_shape, gain)
+                    }
+                    ValueSource::DeltaOrthogonal { scale } => {
+                        structured::delta_orthogonal(reader, &tp.logical_shape, scale)
+                    }
+                    ValueSource::Sparse { sparsity, std } => {
+                        structured::sparse(reader, &tp.logical_shape, sparsity, std)
+                    }
+                    _ => unreachable!("only whole-tensor sources are cached"),
+                };
+                v.into()
+            })
+            .clone()
+    }
+
+    /// Elements in PyTorch (logical) order.
+    fn fill_logical(&self, t: usize, start: u64, out: &mut [f32], scratch: &mut Scratch) {
+        let tp: &TensorPlan = &self.plan.tensors[t];
+        match &tp.resolved.source {
+            ValueSource::Constant(v) => out.fill(*v),
+            ValueSource::Random(kernel) => {
+                let reader = scratch.reader(self.plan.seed(), tp.stream);
+                sample::fill(reader, kernel, start, out);
+            }
+            ValueSource::Eye { gain } => {
+                let cols = tp.logical_shape[1];
+                for (j, o) in out.iter_mut().enumerate() {
+                    let i = start + j as u64;
+                    *o = if i / cols == i % cols { *gain } else { 0.0 };
+                }
+            }
+            ValueSource::Dirac { groups } => {
+                let s = &tp.logical_shape;
+                let per_group = s[0] / groups;
+                let min_dim = per_group.min(s[1]);
+                let taps: u64 = s[2..].iter().product();
+                let mut centre = 0u64;
+                for &k in &s[2..] {
+                    centre = centre * k + k / 2;
+                }
+                for (j, o) in out.iter_mut().enumerate() {
+                    let i = start + j as u64;
+                    let tap = i % taps;
+                    let inp = (i / taps) % s[1];
+                    let outc = i / taps / s[1];
+                    let d = outc % per_group;
+                    *o = if tap == centre && d < min_dim && inp == d {
+                        1.0
+                    } else {
+                        0.0
+                    };
+                }
+            }
+            ValueSource::Orthogonal { .. }
+            | ValueSource::DeltaOrthogonal { .. }
+            | ValueSource::Sparse { .. } => {
+                let w = self.whole_tensor(t, scratch);
+                let s = start as usize;
+                out.copy_from_slice(&w[s..s + out.len()]);
+            }
+        }
+        if let Some(row) = tp.zero_row {
+            let row_len: u64 = tp.logical_shape[1..].iter().product();
+            let (r0, r1) = (row * row_len, (row + 1) * row_len);
+            let (a, b) = (r0.max(start), r1.min(start + out.len() as u64));
+            if a < b {
+                out[(a - start) as usize..(b - start) as usize].fill(0.0);
+            }
+        }
+    }
+
+    /// A transposed tensor: the last output axis is logical axis 0 (output channels), so every
+    /// output row gathers one element from each of the logical rows. A batch of output rows
+    /// needs, in every logical row, one contiguous span, generated by seeking.
+    fn fill_permuted(
+        &self,
+        t: usize,
+        perm: &[usize],
+        start: u64,
+        out: &mut [f32],
+        scratch: &mut Scratch,
+    ) {
+        if out.is_empty() {
+            return;
+        }
+        let tp = &self.plan.tensors[t];
+        let shape = &tp.shape;
+        let n = shape.len();
+        let inner = shape[n - 1];
+        let lstrides = strides(&tp.logical_shape);
+        let row_stride = lstrides[0];
+        let end = start + out.len() as u64;
+        let first_row = start / inner;
+        let last_row = (end - 1) / inner;
+        let mut r0 = first_row;
+        let mut span = std::mem::take(&mut scratch.span);
+        let mut offsets = std::mem::take(&mut scratch.offsets);
+        while r0 <= last_row {
+            let r1 = (r0 + ROW_BATCH).min(last_row + 1);
+            offsets.clear();
+            for r in r0..r1 {
+                // Decompose output row r over output axes 0..n-1 and map to a logical offset.
+                let mut rem = r;
+                let mut off = 0u64;
+                for k in (0..n - 1).rev() {
+                    let idx = rem % shape[k];
+                    rem /= shape[k];
+                    off += idx * lstrides[perm[k]];
+                }
+                offsets.push(off);
+            }
+            let pmin = *offsets.iter().min().unwrap_or(&0);
+            let pmax = *offsets.iter().max().unwrap_or(&0);
+            let len = (pmax - pmin + 1) as usize;
+            span.resize(len, 0.0);
+            for o in 0..inner {
+                // Skip logical rows that no wanted element of this batch uses.
+                let first_idx = r0 * inner + o;
+                let last_idx = (r1 - 1) * inner + o;
+                if last_idx < start || first_idx >= end {
+                    continue;
+                }
+                self.fill_logical(t, o * row_stride + pmin, &mut span[..len], scratch);
+                for (k, off) in offsets.iter().enumerate() {
+                    let idx = (r0 + k as u64) * inner + o;
+                    if idx >= start && idx < end {
+                        out[(idx - start) as usize] = span[(off - pmin) as usize];
+                    }
+                }
+            }
+            r0 = r1;
+        }
+        scratch.span = span;
+        scratch.offsets = offsets;
+    }
+}

@@ -1,0 +1,1033 @@
+//! The plan: a validated request turned into the list of tensors in file order, each with its
+//! name, shape, dtype, byte range, stream identity, layout and resolved initializer, plus the
+//! safetensors header bytes and totals. All size arithmetic here is checked.
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap};
+
+use crate::error::{ErrorCode, Result, SpecError};
+use crate::init::catalogue::{InitSpec, ParamValue};
+use crate::init::{self, Resolved, TensorCtx, ValueSource};
+use crate::rng::{ALGORITHM_ID, stream_id};
+use crate::spec::fields::{index, join};
+use crate::spec::{Activation, DType, Framework, Layer, LayerKind, NormKind, Request};
+
+/// The service version written into every file.
+pub const SERVICE_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The safetensors reference reader refuses headers above this many bytes.
+pub const MAX_HEADER_BYTES: u64 = 100_000_000;
+
+/// Whole-tensor initializers (orthogonal, delta_orthogonal, sparse) hold the tensor in memory
+/// and orthogonal costs O(rows·cols·min(rows, cols)); these bound both.
+pub const MAX_WHOLE_TENSOR_ELEMENTS: u64 = 1 << 24;
+pub const MAX_ORTHOGONAL_SMALL_DIM: u64 = 4096;
+
+/// Per-request limits, checked before any value is generated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub max_tensors: u64,
+    pub max_elements: u64,
+    pub max_response_bytes: u64,
+}
+
+impl Limits {
+    pub const UNLIMITED: Limits = Limits {
+        max_tensors: u64::MAX,
+        max_elements: u64::MAX,
+        max_response_bytes: u64::MAX,
+    };
+}
+
+/// How the tensor's output layout relates to its logical (PyTorch-layout) element order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// Output element i is logical element i.
+    Identity,
+    /// Output axis k is logical axis `perm[k]`. The last output axis is always logical axis 0.
+    Permuted { perm: Vec<usize> },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct TensorPlan {
+    pub name: String,
+    pub dtype: DType,
+    /// Shape in the output (framework) layout.
+    pub shape: Vec<u64>,
+    /// Shape in PyTorch layout; element indices of the random stream count in this order.
+    pub logical_shape: Vec<u64>,
+    pub layout: Layout,
+    pub numel: u64,
+    /// Byte range in the safetensors data section (relative to its start).
+    pub begin: u64,
+    pub end: u64,
+    /// The framework-neutral identity the random stream is derived from.
+    pub identity: String,
+    pub stream: u64,
+    pub resolved: Resolved,
+    /// Embedding `padding_idx`: this logical row is zero.
+    pub zero_row: Option<u64>,
+    /// JSON path of the layer or tensor entry this tensor comes from.
+    pub origin: String,
+}
+
+impl TensorPlan {
+    pub fn to_json(&self, data_start: u64) -> Value {
+        let mut v = json!({
+            "name": self.name,
+            "dtype": self.dtype.as_str(),
+            "shape": self.shape,
+            "elements": self.numel,
+            "data_offsets": [self.begin, self.end],
+            "file_offsets": [data_start + self.begin, data_start + self.end],
+            "stream_identity": self.identity,
+            "init": self.resolved.info.to_json(),
+            "origin": self.origin,
+        });
+        if self.logical_shape != self.shape {
+            v["pytorch_shape"] = json!(self.logical_shape);
+        }
+        if let Some(r) = self.zero_row {
+            v["zero_row"] = json!(r);
+        }
+        v
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub request: Request,
+    /// Tensors in file order: dtype (safetensors enum order, descending), then name bytes.
+    pub tensors: Vec<TensorPlan>,
+    /// The 8-byte length prefix plus the space-padded JSON header.
+    pub header: Vec<u8>,
+    /// The canonical resolved request, compact JSON.
+    pub canonical: String,
+    pub total_elements: u64,
+    pub data_bytes: u64,
+    pub file_bytes: u64,
+}
+
+/// Output formats; the ETag differs per format because the bytes do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Safetensors,
+}
+
+impl Format {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Json => "json",
+            Format::Safetensors => "safetensors",
+        }
+    }
+}
+
+impl Plan {
+    pub fn seed(&self) -> u64 {
+        self.request.seed
+    }
+
+    pub fn data_start(&self) -> u64 {
+        self.header.len() as u64
+    }
+
+    /// Strong ETag: SHA-256 over the algorithm id, the service version (it is written into
+    /// the file), the format and the canonical request.
+    pub fn etag(&self, format: Format) -> String {
+        let mut h = Sha256::new();
+        h.update(ALGORITHM_ID.as_bytes());
+        h.update(b"\n");
+        h.update(SERVICE_VERSION.as_bytes());
+        h.update(b"\n");
+        h.update(format.as_str().as_bytes());
+        h.update(b"\n");
+        h.update(self.canonical.as_bytes());
+        let digest = h.finalize();
+        let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+        format!("\"{hex}\"")
+    }
+
+    /// The `/v1/plan` document.
+    pub fn to_json(&self) -> Value {
+        let ds = self.data_start();
+        json!({
+            "seed": crate::spec::seed_json(self.request.seed),
+            "framework": self.request.framework.as_str(),
+            "algorithm": ALGORITHM_ID,
+            "service_version": SERVICE_VERSION,
+            "tensors": self.tensors.iter().map(|t| t.to_json(ds)).collect::<Vec<_>>(),
+            "totals": {
+                "tensors": self.tensors.len(),
+                "parameters": self.total_elements,
+                "data_bytes": self.data_bytes,
+                "header_bytes": ds,
+                "safetensors_bytes": self.file_bytes,
+            },
+            "etag": { "json": self.etag(Format::Json), "safetensors": self.etag(Format::Safetensors) },
+            "request": self.request.to_canonical_json(),
+        })
+    }
+}
+
+/// A tensor before it has a place in the file.
+struct Draft {
+    name: String,
+    name_path: String,
+    dtype: DType,
+    shape: Vec<u64>,
+    logical_shape: Vec<u64>,
+    layout: Layout,
+    identity: String,
+    resolved: Resolved,
+    zero_row: Option<u64>,
+    origin: String,
+}
+
+fn checked_numel(shape: &[u64], path: &str) -> Result<u64> {
+    shape
+        .iter()
+        .try_fold(1u64, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| {
+            SpecError::new(
+                ErrorCode::SizeOverflow,
+                path,
+                format!("the element count of shape {shape:?} overflows 64 bits"),
+            )
+        })
+}
+
+/// Per-framework automatic layer names (`0`, `dense_1`, `Dense_1`).
+struct Namer {
+    framework: Framework,
+    counts: HashMap<&'static str, u64>,
+}
+
+impl Namer {
+    fn prefix(&mut self, position: usize, layer: &Layer) -> String {
+        if let Some(n) = &layer.name {
+            return n.clone();
+        }
+        match self.framework {
+            Framework::PyTorch => position.to_string(),
+            Framework::Keras => {
+                let base = keras_class(&layer.kind);
+                let c = self.counts.entry(base).or_insert(0);
+                let name = if *c == 0 {
+                    base.to_string()
+                } else {
+                    format!("{base}_{c}")
+                };
+                *c += 1;
+                name
+            }
+            Framework::Flax => {
+                let base = flax_class(&layer.kind);
+                let c = self.counts.entry(base).or_insert(0);
+                let name = format!("{base}_{c}");
+                *c += 1;
+                name
+            }
+        }
+    }
+}
+
+/// Keras 3 auto-name prefix: the snake-cased class name (`keras.src.utils.naming`).
+fn keras_class(k: &LayerKind) -> &'static str {
+    match k {
+        LayerKind::Dense { .. } => "dense",
+        LayerKind::Conv { dims: 1, .. } => "conv1d",
+        LayerKind::Conv { dims: 2, .. } => "conv2d",
+        LayerKind::Conv { .. } => "conv3d",
+        LayerKind::Embedding { .. } => "embedding",
+        LayerKind::Norm {
+            kind: NormKind::Layer,
+            ..
+        } => "layer_normalization",
+        LayerKind::Norm {
+            kind: NormKind::Rms,
+            ..
+        } => "rms_normalization",
+        LayerKind::Norm {
+            kind: NormKind::Batch,
+            ..
+        } => "batch_normalization",
+        LayerKind::Activation(_) | LayerKind::Dropout { .. } => "",
+    }
+}
+
+/// Flax linen auto-name prefix: the module class name (`Dense_0`).
+fn flax_class(k: &LayerKind) -> &'static str {
+    match k {
+        LayerKind::Dense { .. } => "Dense",
+        LayerKind::Conv { .. } => "Conv",
+        LayerKind::Embedding { .. } => "Embed",
+        LayerKind::Norm {
+            kind: NormKind::Layer,
+            ..
+        } => "LayerNorm",
+        LayerKind::Norm {
+            kind: NormKind::Rms,
+            ..
+        } => "RMSNorm",
+        LayerKind::Norm {
+            kind: NormKind::Batch,
+            ..
+        } => "BatchNorm",
+        LayerKind::Activation(_) | LayerKind::Dropout { .. } => "",
+    }
+}
+
+/// A tensor role: its framework-neutral name and each framework's variable name.
+struct Role {
+    neutral: &'static str,
+    keras: &'static str,
+    flax: &'static str,
+    /// Flax collection (`params` or `batch_stats`).
+    flax_collection: &'static str,
+}
+
+const WEIGHT: Role = Role {
+    neutral: "weight",
+    keras: "kernel",
+    flax: "kernel",
+    flax_collection: "params",
+};
+const BIAS: Role = Role {
+    neutral: "bias",
+    keras: "bias",
+    flax: "bias",
+    flax_collection: "params",
+};
+const EMBED: Role = Role {
+    neutral: "weight",
+    keras: "embeddings",
+    flax: "embedding",
+    flax_collection: "params",
+};
+const NORM_W: Role = Role {
+    neutral: "weight",
+    keras: "gamma",
+    flax: "scale",
+    flax_collection: "params",
+};
+const RMS_W: Role = Role {
+    neutral: "weight",
+    keras: "scale",
+    flax: "scale",
+    flax_collection: "params",
+};
+const NORM_B: Role = Role {
+    neutral: "bias",
+    keras: "beta",
+    flax: "bias",
+    flax_collection: "params",
+};
+const RUN_MEAN: Role = Role {
+    neutral: "running_mean",
+    keras: "moving_mean",
+    flax: "mean",
+    flax_collection: "batch_stats",
+};
+const RUN_VAR: Role = Role {
+    neutral: "running_var",
+    keras: "moving_variance",
+    flax: "var",
+    flax_collection: "batch_stats",
+};
+const NUM_BATCHES: Role = Role {
+    neutral: "num_batches_tracked",
+    keras: "",
+    flax: "",
+    flax_collection: "",
+};
+
+fn tensor_name(fw: Framework, prefix: &str, role: &Role) -> String {
+    match fw {
+        Framework::PyTorch => format!("{prefix}.{}", role.neutral),
+        Framework::Keras => format!("{prefix}/{}", role.keras),
+        Framework::Flax => format!("{}/{prefix}/{}", role.flax_collection, role.flax),
+    }
+}
+
+/// The activation `auto` looks at: the layer's own, else a standalone activation entry that
+/// follows it (skipping dropout).
+fn activation_for(layers: &[Layer], i: usize) -> Option<Activation> {
+    let own = match &layers[i].kind {
+        LayerKind::Dense { activation, .. } | LayerKind::Conv { activation, .. } => *activation,
+        _ => None,
+    };
+    own.or_else(|| {
+        layers[i + 1..]
+            .iter()
+            .find(|l| !matches!(l.kind, LayerKind::Dropout { .. }))
+            .and_then(|l| {
+                if let LayerKind::Activation(a) = l.kind {
+                    Some(a)
+                } else {
+                    None
+                }
+            })
+    })
+}
+
+fn named(name: &str) -> InitSpec {
+    InitSpec::named(name)
+}
+
+struct LayerCtx<'a> {
+    fw: Framework,
+    prefix: String,
+    layer_id: String,
+    path: String,
+    dtype: DType,
+    activation: Option<Activation>,
+    drafts: &'a mut Vec<Draft>,
+}
+
+impl LayerCtx<'_> {
+    /// Adds one tensor of the layer. `logical` is the PyTorch-layout shape; `perm` maps output
+    /// axes to logical axes when the framework stores the tensor transposed.
+    #[allow(clippy::too_many_arguments)]
+    fn add(
+        &mut self,
+        role: &Role,
+        logical: Vec<u64>,
+        perm: Option<Vec<usize>>,
+        requested: Option<&InitSpec>,
+        requested_path: &str,
+        default: (InitSpec, String),
+        fan_in_override: Option<u64>,
+        dtype: DType,
+    ) -> Result<()> {
+        let shape: Vec<u64> = match &perm {
+            Some(p) => p.iter().map(|&a| logical[a]).collect(),
+            None => logical.clone(),
+        };
+        let (spec, reason, path) = match requested {
+            Some(s) if s.def.name == "auto" && role.neutral != "weight" => (
+                named("zeros"),
+                Some("auto: biases and statistics start at their neutral value".to_string()),
+                requested_path.to_string(),
+            ),
+            Some(s) => (s.clone(), None, requested_path.to_string()),
+            None => (default.0, Some(default.1), self.path.clone()),
+        };
+        let ctx = TensorCtx {
+            framework: self.fw,
+            shape: &shape,
+            logical_shape: &logical,
+            fan_in: if requested.is_none() {
+                fan_in_override
+            } else {
+                None
+            },
+            fan_out: None,
+            activation: self.activation,
+            path: &path,
+        };
+        let mut resolved = init::resolve(&spec, &ctx)?;
+        if let Some(r) = reason {
+            resolved.info.reason = Some(match resolved.info.reason.take() {
+                Some(x) if resolved.info.requested == "auto" => format!("{x}; {r}"),
+                Some(x) => format!("{r}; {x}"),
+                None => r,
+            });
+        }
+        self.drafts.push(Draft {
+            name: tensor_name(self.fw, &self.prefix, role),
+            name_path: self.path.clone(),
+            dtype,
+            shape,
+            logical_shape: logical,
+            layout: match perm {
+                Some(perm) => Layout::Permuted { perm },
+                None => Layout::Identity,
+            },
+            identity: format!("layer/{}/{}", self.layer_id, role.neutral),
+            resolved,
+            zero_row: None,
+            origin: self.path.clone(),
+        });
+        Ok(())
+    }
+}
+
+fn weight_default(fw: Framework, what: &str) -> (InitSpec, String) {
+    match fw {
+        Framework::PyTorch => (
+            named("kaiming_uniform").with("a", ParamValue::Float(libm::sqrt(5.0))),
+            format!(
+                "PyTorch {what} default: kaiming_uniform_(a=√5) ⇒ U(±1/√fan_in) (torch/nn/modules reset_parameters)"
+            ),
+        ),
+        Framework::Keras => (
+            named("glorot_uniform"),
+            format!("Keras {what} default kernel_initializer"),
+        ),
+        Framework::Flax => (
+            named("lecun_normal"),
+            format!("Flax {what} default kernel_init"),
+        ),
+    }
+}
+
+fn bias_default(fw: Framework, fan_in: f64) -> (InitSpec, String) {
+    match fw {
+        Framework::PyTorch => {
+            // torch/nn/modules/linear.py: bound = 1 / sqrt(fan_in) if fan_in > 0 else 0
+            let bound = if fan_in > 0.0 {
+                1.0 / libm::sqrt(fan_in)
+            } else {
+                0.0
+            };
+            (
+                named("uniform")
+                    .with("low", ParamValue::Float(-bound))
+                    .with("high", ParamValue::Float(bound)),
+                format!(
+                    "PyTorch bias default: U(±1/√fan_in), fan_in = {fan_in} (torch/nn/modules reset_parameters)"
+                ),
+            )
+        }
+        _ => (
+            named("zeros"),
+            format!(
+                "{} bias default",
+                if fw == Framework::Keras {
+                    "Keras"
+                } else {
+                    "Flax"
+                }
+            ),
+        ),
+    }
+}
+
+fn constant_default(name: &str, what: &str) -> (InitSpec, String) {
+    (named(name), what.to_string())
+}
+
+fn layer_drafts(req: &Request, drafts: &mut Vec<Draft>) -> Result<()> {
+    let fw = req.framework;
+    let mut namer = Namer {
+        framework: fw,
+        counts: HashMap::new(),
+    };
+    for (i, layer) in req.layers.iter().enumerate() {
+        if matches!(
+            layer.kind,
+            LayerKind::Activation(_) | LayerKind::Dropout { .. }
+        ) {
+            continue;
+        }
+        let path = index("layers", i);
+        let mut cx = LayerCtx {
+            fw,
+            prefix: namer.prefix(i, layer),
+            layer_id: layer.name.clone().unwrap_or_else(|| index("layers", i)),
+            path: path.clone(),
+            dtype: layer.dtype.unwrap_or(req.dtype),
+            activation: activation_for(&req.layers, i),
+            drafts,
+        };
+        let dt = cx.dtype;
+        let kpath = join(&path, "kernel_initializer");
+        let bpath = join(&path, "bias_initializer");
+        match &layer.kind {
+            LayerKind::Dense {
+                in_features,
+                out_features,
+                bias,
+                kernel_init,
+                bias_init,
+                ..
+            } => {
+                let perm = if fw == Framework::PyTorch {
+                    None
+                } else {
+                    Some(vec![1, 0])
+                };
+                cx.add(
+                    &WEIGHT,
+                    vec![*out_features, *in_features],
+                    perm,
+                    kernel_init.as_ref(),
+                    &kpath,
+                    weight_default(fw, "nn.Linear/Dense"),
+                    None,
+                    dt,
+                )?;
+                if *bias {
+                    cx.add(
+                        &BIAS,
+                        vec![*out_features],
+                        None,
+                        bias_init.as_ref(),
+                        &bpath,
+                        bias_default(fw, *in_features as f64),
+                        None,
+                        dt,
+                    )?;
+                }
+            }
+            LayerKind::Conv {
+                dims,
+                in_channels,
+                out_channels,
+                kernel_size,
+                groups,
+                bias,
+                kernel_init,
+                bias_init,
+                ..
+            } => {
+                let mut logical = vec![*out_channels, in_channels / groups];
+                logical.extend_from_slice(kernel_size);
+                let rf: u64 = kernel_size.iter().product();
+                let perm = if fw == Framework::PyTorch {
+                    None
+                } else {
+                    // [out, in, *k] → [*k, in, out]
+                    let mut p: Vec<usize> = (2..2 + dims).collect();
+                    p.extend([1, 0]);
+                    Some(p)
+                };
+                let fan_in = (in_channels / groups).saturating_mul(rf) as f64;
+                cx.add(
+                    &WEIGHT,
+                    logical,
+                    perm,
+                    kernel_init.as_ref(),
+                    &kpath,
+                    weight_default(fw, "ConvNd/Conv"),
+                    None,
+                    dt,
+                )?;
+                if *bias {
+                    cx.add(
+                        &BIAS,
+                        vec![*out_channels],
+                        None,
+                        bias_init.as_ref(),
+                        &bpath,
+                        bias_default(fw, fan_in),
+                        None,
+                        dt,
+                    )?;
+                }
+            }
+            LayerKind::Embedding {
+                num_embeddings,
+                embedding_dim,
+                padding_idx,
+                init: ei,
+            } => {
+                let (default, fan) = match fw {
+                    Framework::PyTorch => (named("normal"), None),
+                    Framework::Keras => (named("random_uniform"), None),
+                    // flax/linen/linear.py Embed: variance_scaling(1.0, 'fan_in', 'normal', out_axis=0) ⇒ fan_in = features
+                    Framework::Flax => (
+                        named("variance_scaling")
+                            .with("distribution", ParamValue::Choice("normal")),
+                        Some(*embedding_dim),
+                    ),
+                };
+                let why = match fw {
+                    Framework::PyTorch => {
+                        "PyTorch nn.Embedding default: N(0, 1) (torch/nn/modules/sparse.py)"
+                    }
+                    Framework::Keras => "Keras Embedding default: RandomUniform(-0.05, 0.05)",
+                    Framework::Flax => {
+                        "Flax Embed default: variance_scaling(1, fan_in, normal, out_axis=0) ⇒ N(0, 1/features)"
+                    }
+                };
+                cx.add(
+                    &EMBED,
+                    vec![*num_embeddings, *embedding_dim],
+                    None,
+                    ei.as_ref(),
+                    &join(&path, "embeddings_initializer"),
+                    (default, why.into()),
+                    fan,
+                    dt,
+                )?;
+                if let Some(last) = cx.drafts.last_mut() {
+                    last.zero_row = *padding_idx;
+                }
+            }
+            LayerKind::Norm {
+                kind,
+                shape,
+                affine,
+                bias,
+                track_running_stats,
+                weight_init,
+                bias_init,
+            } => {
+                let wrole = if *kind == NormKind::Rms {
+                    &RMS_W
+                } else {
+                    &NORM_W
+                };
+                let wpath = join(&path, "weight_initializer");
+                if *affine {
+                    cx.add(
+                        wrole,
+                        shape.clone(),
+                        None,
+                        weight_init.as_ref(),
+                        &wpath,
+                        constant_default("ones", "norm scale default: ones"),
+                        None,
+                        dt,
+                    )?;
+                }
+                if *bias {
+                    cx.add(
+                        &NORM_B,
+                        shape.clone(),
+                        None,
+                        bias_init.as_ref(),
+                        &bpath,
+                        constant_default("zeros", "norm shift default: zeros"),
+                        None,
+                        dt,
+                    )?;
+                }
+                if *kind == NormKind::Batch && *track_running_stats {
+                    cx.add(
+                        &RUN_MEAN,
+                        shape.clone(),
+                        None,
+                        None,
+                        &path,
+                        constant_default("zeros", "running mean starts at 0"),
+                        None,
+                        dt,
+                    )?;
+                    cx.add(
+                        &RUN_VAR,
+                        shape.clone(),
+                        None,
+                        None,
+                        &path,
+                        constant_default("ones", "running variance starts at 1"),
+                        None,
+                        dt,
+                    )?;
+                    if fw == Framework::PyTorch {
+                        cx.add(
+                            &NUM_BATCHES,
+                            vec![],
+                            None,
+                            None,
+                            &path,
+                            constant_default(
+                                "zeros",
+                                "PyTorch BatchNorm buffer: an int64 scalar 0",
+                            ),
+                            None,
+                            DType::I64,
+                        )?;
+                    }
+                }
+            }
+            LayerKind::Activation(_) | LayerKind::Dropout { .. } => {}
+        }
+    }
+    Ok(())
+}
+
+fn raw_drafts(req: &Request, drafts: &mut Vec<Draft>) -> Result<()> {
+    for (i, t) in req.tensors.iter().enumerate() {
+        let path = index("tensors", i);
+        let init_path = join(&path, "init");
+        // Structured initializers are defined on PyTorch's [out, in, *k]; a Keras/Flax raw
+        // tensor is [*k, in, out], so it is generated as the permuted PyTorch tensor.
+        let structured = matches!(
+            t.init.def.name,
+            "orthogonal" | "identity" | "dirac" | "delta_orthogonal" | "sparse"
+        );
+        let (logical, layout) =
+            if structured && req.framework != Framework::PyTorch && t.shape.len() >= 2 {
+                let n = t.shape.len();
+                let mut logical = vec![t.shape[n - 1], t.shape[n - 2]];
+                logical.extend_from_slice(&t.shape[..n - 2]);
+                let mut perm: Vec<usize> = (2..n).collect();
+                perm.extend([1, 0]);
+                (logical, Layout::Permuted { perm })
+            } else {
+                (t.shape.clone(), Layout::Identity)
+            };
+        let ctx = TensorCtx {
+            framework: req.framework,
+            shape: &t.shape,
+            logical_shape: &logical,
+            fan_in: t.fan_in,
+            fan_out: t.fan_out,
+            activation: None,
+            path: &init_path,
+        };
+        let resolved = init::resolve(&t.init, &ctx)?;
+        drafts.push(Draft {
+            name: t.name.clone(),
+            name_path: join(&path, "name"),
+            dtype: t.dtype.unwrap_or(req.dtype),
+            shape: t.shape.clone(),
+            logical_shape: logical,
+            layout,
+            identity: format!("tensor/{}", t.name),
+            resolved,
+            zero_row: None,
+            origin: path,
+        });
+    }
+    Ok(())
+}
+
+/// The largest absolute value a source can produce (Box–Muller with 24-bit inputs never
+/// exceeds |z| = √(2·24·ln 2) < 5.8).
+fn max_abs(src: &ValueSource) -> f64 {
+    use crate::sample::Kernel;
+    match src {
+        ValueSource::Constant(v) => v.abs() as f64,
+        ValueSource::Random(Kernel::Uniform { low, scale }) => {
+            (*low as f64).abs().max((*low as f64 + *scale as f64).abs())
+        }
+        ValueSource::Random(Kernel::Normal { mean, std }) => {
+            (*mean as f64).abs() + 5.8 * (*std as f64).abs()
+        }
+        ValueSource::Random(Kernel::TruncNormal(t)) => (t.a as f64).abs().max((t.b as f64).abs()),
+        ValueSource::Eye { gain } => gain.abs() as f64,
+        ValueSource::Dirac { .. } => 1.0,
+        ValueSource::Orthogonal { gain } => gain.abs(),
+        ValueSource::DeltaOrthogonal { scale } => scale.abs(),
+        ValueSource::Sparse { std, .. } => 5.8 * (*std as f64).abs(),
+    }
+}
+
+fn dtype_max(d: DType) -> f64 {
+    match d {
+        DType::F16 => 65504.0,
+        DType::BF16 | DType::F32 | DType::F64 => f32::MAX as f64 * (1.0 - 1e-7),
+        DType::I64 => f64::MAX,
+    }
+}
+
+pub fn build(req: Request, limits: &Limits) -> Result<Plan> {
+    let mut drafts = Vec::new();
+    layer_drafts(&req, &mut drafts)?;
+    raw_drafts(&req, &mut drafts)?;
+
+    if drafts.len() as u64 > limits.max_tensors {
+        return Err(SpecError::new(
+            ErrorCode::LimitExceeded,
+            "",
+            format!(
+                "the request has {} tensors; the limit is {} (PARAMINIT_MAX_TENSORS)",
+                drafts.len(),
+                limits.max_tensors
+            ),
+        ));
+    }
+
+    let mut seen: HashMap<&str, &str> = HashMap::new();
+    for d in &drafts {
+        if let Some(first) = seen.insert(&d.name, &d.origin) {
+            return Err(SpecError::new(
+                ErrorCode::DuplicateName,
+                d.name_path.clone(),
+                format!("tensor name `{}` is already used by {first}", d.name),
+            ));
+        }
+    }
+
+    let mut total_elements: u64 = 0;
+    let mut sized = Vec::with_capacity(drafts.len());
+    for d in drafts {
+        let numel = checked_numel(&d.shape, &d.origin)?;
+        let bytes = numel.checked_mul(d.dtype.size()).ok_or_else(|| {
+            SpecError::new(
+                ErrorCode::SizeOverflow,
+                d.origin.clone(),
+                format!("tensor `{}` has more bytes than 64 bits count", d.name),
+            )
+        })?;
+        total_elements = total_elements.checked_add(numel).ok_or_else(|| {
+            SpecError::new(
+                ErrorCode::SizeOverflow,
+                "",
+                "the total element count overflows 64 bits",
+            )
+        })?;
+        if d.resolved.source.is_whole_tensor() {
+            let logical = &d.logical_shape;
+            let small = logical[0].min(numel / logical[0].max(1));
+            if numel > MAX_WHOLE_TENSOR_ELEMENTS
+                || (matches!(d.resolved.source, ValueSource::Orthogonal { .. })
+                    && small > MAX_ORTHOGONAL_SMALL_DIM)
+            {
+                return Err(SpecError::new(
+                    ErrorCode::LimitExceeded,
+                    d.origin.clone(),
+                    format!(
+                        "`{}` needs the whole tensor in memory; it is limited to {MAX_WHOLE_TENSOR_ELEMENTS} elements (and orthogonal to a smaller side of {MAX_ORTHOGONAL_SMALL_DIM}), this tensor has {numel}",
+                        d.resolved.info.spec.def.name
+                    ),
+                ));
+            }
+        }
+        let m = max_abs(&d.resolved.source);
+        if m > dtype_max(d.dtype) {
+            return Err(SpecError::new(
+                ErrorCode::InvalidValue,
+                d.origin.clone(),
+                format!(
+                    "values of `{}` reach about {m:e}, beyond the largest finite {} ({:e})",
+                    d.name,
+                    d.dtype.as_str(),
+                    dtype_max(d.dtype)
+                ),
+            ));
+        }
+        sized.push((d, numel, bytes));
+    }
+    if total_elements > limits.max_elements {
+        return Err(SpecError::new(
+            ErrorCode::LimitExceeded,
+            "",
+            format!(
+                "the request has {total_elements} elements; the limit is {} (PARAMINIT_MAX_ELEMENTS)",
+                limits.max_elements
+            ),
+        ));
+    }
+
+    sized.sort_by(|(a, ..), (b, ..)| {
+        b.dtype
+            .safetensors_rank()
+            .cmp(&a.dtype.safetensors_rank())
+            .then_with(|| a.name.as_bytes().cmp(b.name.as_bytes()))
+    });
+
+    let mut offset: u64 = 0;
+    let mut tensors = Vec::with_capacity(sized.len());
+    for (d, numel, bytes) in sized {
+        let begin = offset;
+        offset = offset.checked_add(bytes).ok_or_else(|| {
+            SpecError::new(
+                ErrorCode::SizeOverflow,
+                "",
+                "the total byte count overflows 64 bits",
+            )
+        })?;
+        tensors.push(TensorPlan {
+            stream: stream_id(&d.identity),
+            name: d.name,
+            dtype: d.dtype,
+            shape: d.shape,
+            logical_shape: d.logical_shape,
+            layout: d.layout,
+            numel,
+            begin,
+            end: offset,
+            identity: d.identity,
+            resolved: d.resolved,
+            zero_row: d.zero_row,
+            origin: d.origin,
+        });
+    }
+    let data_bytes = offset;
+    let canonical = req.to_canonical_json().to_string();
+    let header = safetensors_header(&req, &canonical, &tensors)?;
+    let file_bytes = (header.len() as u64)
+        .checked_add(data_bytes)
+        .ok_or_else(|| {
+            SpecError::new(
+                ErrorCode::SizeOverflow,
+                "",
+                "the file size overflows 64 bits",
+            )
+        })?;
+    if file_bytes > limits.max_response_bytes {
+        return Err(SpecError::new(
+            ErrorCode::LimitExceeded,
+            "",
+            format!(
+                "the response would be {file_bytes} bytes; the limit is {} (PARAMINIT_MAX_RESPONSE_BYTES)",
+                limits.max_response_bytes
+            ),
+        ));
+    }
+    Ok(Plan {
+        request: req,
+        tensors,
+        header,
+        canonical,
+        total_elements,
+        data_bytes,
+        file_bytes,
+    })
+}
+
+/// `__metadata__` of every file, keys sorted.
+pub fn file_metadata(req: &Request, canonical: &str) -> BTreeMap<&'static str, String> {
+    BTreeMap::from([
+        ("format", "pt".to_string()),
+        ("paraminit.algorithm", ALGORITHM_ID.to_string()),
+        ("paraminit.framework", req.framework.as_str().to_string()),
+        ("paraminit.request", canonical.to_string()),
+        ("paraminit.seed", req.seed.to_string()),
+        ("paraminit.version", SERVICE_VERSION.to_string()),
+    ])
+}
+
+/// The safetensors prefix: u64 LE header length, then the compact JSON header padded with
+/// spaces to a multiple of 8 (the length counts the padding).
+fn safetensors_header(req: &Request, canonical: &str, tensors: &[TensorPlan]) -> Result<Vec<u8>> {
+    let js = |s: &str| serde_json::to_string(s).unwrap_or_default();
+    let mut h = String::with_capacity(256 + canonical.len() + tensors.len() * 96);
+    h.push_str("{\"__metadata__\":{");
+    for (i, (k, v)) in file_metadata(req, canonical).iter().enumerate() {
+        if i > 0 {
+            h.push(',');
+        }
+        h.push_str(&js(k));
+        h.push(':');
+        h.push_str(&js(v));
+    }
+    h.push('}');
+    for t in tensors {
+        h.push(',');
+        h.push_str(&js(&t.name));
+        h.push_str(":{\"dtype\":\"");
+        h.push_str(t.dtype.safetensors());
+        h.push_str("\",\"shape\":[");
+        for (i, d) in t.shape.iter().enumerate() {
+            if i > 0 {
+                h.push(',');
+            }
+            h.push_str(&d.to_string());
+        }
+        h.push_str(&format!("],\"data_offsets\":[{},{}]}}", t.begin, t.end));
+    }
+    h.push('}');
+    let padded = h.len().next_multiple_of(8);
+    if padded as u64 > MAX_HEADER_BYTES {
+        return Err(SpecError::new(
+            ErrorCode::LimitExceeded,
+            "",
+            format!(
+                "the safetensors header would be {padded} bytes; readers refuse more than {MAX_HEADER_BYTES}"
+            ),
+        ));
+    }
+    let mut out = Vec::with_capacity(8 + padded);
+    out.extend_from_slice(&(padded as u64).to_le_bytes());
+    out.extend_from_slice(h.as_bytes());
+    out.resize(8 + padded, b' ');
+    Ok(out)
+}
