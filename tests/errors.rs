@@ -1,0 +1,321 @@
+//! Bad input (SPEC §5): every class of error gives its stable code and JSON path, and no input
+//! panics the parser, validator, planner or encoders.
+
+mod support;
+
+use paraminit::error::ErrorCode;
+use paraminit::plan::{self, Limits};
+use paraminit::spec;
+use proptest::prelude::*;
+use serde_json::{Value, json};
+
+fn err(body: &str) -> (ErrorCode, Option<String>) {
+    let e = spec::parse_bytes(body.as_bytes())
+        .and_then(|r| {
+            plan::build(
+                r,
+                &Limits {
+                    max_tensors: 1000,
+                    max_elements: 1 << 30,
+                    max_response_bytes: 1 << 33,
+                },
+            )
+        })
+        .expect_err(body);
+    (e.code, e.path)
+}
+
+#[test]
+fn each_error_class_has_its_code_and_path() {
+    use ErrorCode::*;
+    let cases: &[(&str, ErrorCode, Option<&str>)] = &[
+        ("{\"seed\": 1,", MalformedJson, None),
+        ("[1, 2]", InvalidType, None),
+        ("{}", MissingField, Some("seed")),
+        ("{\"seed\": -1}", SeedOutOfRange, Some("seed")),
+        (
+            "{\"seed\": 18446744073709551616}",
+            SeedOutOfRange,
+            Some("seed"),
+        ),
+        (
+            "{\"seed\": \"18446744073709551616\"}",
+            SeedOutOfRange,
+            Some("seed"),
+        ),
+        ("{\"seed\": \"12a\"}", InvalidValue, Some("seed")),
+        ("{\"seed\": 1.5}", SeedOutOfRange, Some("seed")),
+        ("{\"seed\": true}", InvalidType, Some("seed")),
+        ("{\"seed\": 1, \"colour\": 3}", UnknownField, Some("colour")),
+        (
+            "{\"seed\": 1, \"framework\": \"caffe\"}",
+            InvalidValue,
+            Some("framework"),
+        ),
+        (
+            "{\"seed\": 1, \"dtype\": \"int8\"}",
+            InvalidValue,
+            Some("dtype"),
+        ),
+        ("{\"seed\": 1, \"layers\": {}}", InvalidType, Some("layers")),
+        (
+            "{\"seed\": 1, \"layers\": [{\"type\": \"dense\", \"in_features\": 3, \"out_features\": 0}]}",
+            InvalidValue,
+            Some("layers[0].out_features"),
+        ),
+        (
+            "{\"seed\": 1, \"layers\": [{\"type\": \"dense\", \"in_features\": 3, \"out_features\": -4}]}",
+            InvalidValue,
+            Some("layers[0].out_features"),
+        ),
+        (
+            "{\"seed\": 1, \"layers\": [{\"type\": \"dense\", \"in_features\": 3, \"out_features\": \"4\"}]}",
+            InvalidType,
+            Some("layers[0].out_features"),
+        ),
+        (
+            "{\"seed\": 1, \"layers\": [{\"type\": \"dense\", \"out_features\": 4}]}",
+            MissingField,
+            Some("layers[0].in_features"),
+        ),
+        (
+            "{\"seed\": 1, \"layers\": [{\"type\": \"dense\", \"in_features\": 3, \"out_features\": 4, \"units\": 4}]}",
+            ConflictingFields,
+            Some("layers[0].units"),
+        ),
+        (
+            "{\"seed\": 1, \"layers\": [{\"type\": \"dense\", \"in_features\": 3, \"out_features\": 4, \"activaton\": \"relu\"}]}",
+            UnknownField,
+            Some("layers[0].activaton"),
+        ),
+        (
+            "{\"seed\": 1, \"layers\": [{\"type\": \"dense\", \"in_features\": 3, \"out_features\": 4}, {\"type\": \"dense\", \"in_features\": 5, \"out_features\": 2}]}",
+            InconsistentSizes,
+            Some("layers[1].in_features"),
+        ),
+        (
+            "{\"seed\": 1, \"layers\": [{\"type\": \"transformer\"}]}",
+            UnknownLayerType,
+            Some("layers[0].type"),
+        ),
+        (
+            "{\"seed\": 1, \"layers\": [{\"type\": \"lstm\", \"hidden_size\": 3}]}",
+            UnsupportedLayerType,
+            Some("layers[0].type"),
+        ),
+        (
+            "{\"seed\": 1, \"hf_config\": {}}",
+            UnsupportedLayerType,
+            Some("hf_config"),
+        ),
+        (
+            "{\"seed\": 1, \"layers\": [{\"type\": \"dense\", \"in_features\": 3, \"out_features\": 4, \"kernel_initializer\": \"he_nromal\"}]}",
+            UnknownInitializer,
+            Some("layers[0].kernel_initializer"),
+        ),
+        (
+            "{\"seed\": 1, \"layers\": [{\"type\": \"dense\", \"in_features\": 3, \"out_features\": 4, \"kernel_initializer\": {\"name\": \"normal\", \"sdt\": 1}}]}",
+            UnknownField,
+            Some("layers[0].kernel_initializer.sdt"),
+        ),
+        (
+            "{\"seed\": 1, \"layers\": [{\"type\": \"dense\", \"in_features\": 3, \"out_features\": 4, \"kernel_initializer\": {\"name\": \"uniform\", \"low\": 1, \"high\": 0}}]}",
+            InvalidValue,
+            Some("layers[0].kernel_initializer.high"),
+        ),
+        (
+            "{\"seed\": 1, \"layers\": [{\"type\": \"dense\", \"in_features\": 3, \"out_features\": 4, \"kernel_initializer\": \"dirac\"}]}",
+            InitializerMismatch,
+            Some("layers[0].kernel_initializer"),
+        ),
+        (
+            "{\"seed\": 1, \"layers\": [{\"type\": \"dense\", \"in_features\": 3, \"out_features\": 4, \"bias_initializer\": \"he_normal\"}]}",
+            InitializerMismatch,
+            Some("layers[0].bias_initializer"),
+        ),
+        (
+            "{\"seed\": 1, \"tensors\": [{\"name\": \"v\", \"shape\": [7], \"init\": \"orthogonal\"}]}",
+            InitializerMismatch,
+            Some("tensors[0].init"),
+        ),
+        (
+            "{\"seed\": 1, \"tensors\": [{\"name\": \"v\", \"shape\": [7], \"init\": \"xavier_uniform\"}]}",
+            InitializerMismatch,
+            Some("tensors[0].init"),
+        ),
+        (
+            "{\"seed\": 1, \"tensors\": [{\"name\": \"v\", \"shape\": [7], \"init\": {\"name\": \"sparse\"}}]}",
+            MissingField,
+            Some("tensors[0].init.sparsity"),
+        ),
+        (
+            "{\"seed\": 1, \"tensors\": [{\"name\": \"\", \"shape\": [7], \"init\": \"zeros\"}]}",
+            InvalidValue,
+            Some("tensors[0].name"),
+        ),
+        (
+            "{\"seed\": 1, \"tensors\": [{\"name\": \"a\", \"shape\": [7, 0], \"init\": \"zeros\"}]}",
+            InvalidValue,
+            Some("tensors[0].shape[1]"),
+        ),
+        (
+            "{\"seed\": 1, \"tensors\": [{\"name\": \"a\", \"shape\": [1099511627776, 1099511627776, 1099511627776], \"init\": \"zeros\"}]}",
+            SizeOverflow,
+            Some("tensors[0]"),
+        ),
+        (
+            "{\"seed\": 1, \"tensors\": [{\"name\": \"a\", \"shape\": [7], \"init\": \"zeros\"}, {\"name\": \"a\", \"shape\": [7], \"init\": \"ones\"}]}",
+            DuplicateName,
+            Some("tensors[1].name"),
+        ),
+        (
+            "{\"seed\": 1, \"layers\": [{\"type\": \"dense\", \"in_features\": 3, \"out_features\": 4}], \"tensors\": [{\"name\": \"0.weight\", \"shape\": [7], \"init\": \"zeros\"}]}",
+            DuplicateName,
+            Some("tensors[0].name"),
+        ),
+        (
+            "{\"seed\": 1, \"tensors\": [{\"name\": \"a\", \"shape\": [7], \"init\": {\"name\": \"normal\", \"std\": 1e39}}]}",
+            InvalidValue,
+            Some("tensors[0].init"),
+        ),
+        (
+            "{\"seed\": 1, \"dtype\": \"float16\", \"tensors\": [{\"name\": \"a\", \"shape\": [7], \"init\": {\"name\": \"constant\", \"value\": 70000}}]}",
+            InvalidValue,
+            Some("tensors[0]"),
+        ),
+        (
+            "{\"seed\": 1, \"tensors\": [{\"name\": \"a\", \"shape\": [40000, 40000], \"init\": \"zeros\"}]}",
+            LimitExceeded,
+            None,
+        ),
+        (
+            "{\"seed\": 1, \"tensors\": [{\"name\": \"a\", \"shape\": [8192, 8192], \"init\": \"orthogonal\"}]}",
+            LimitExceeded,
+            Some("tensors[0]"),
+        ),
+        (
+            "{\"seed\": 1, \"layers\": [{\"type\": \"conv2d\", \"in_channels\": 3, \"out_channels\": 4, \"kernel_size\": 3, \"groups\": 2}]}",
+            InconsistentSizes,
+            Some("layers[0].groups"),
+        ),
+        (
+            "{\"seed\": 1, \"layers\": [{\"type\": \"conv2d\", \"in_channels\": 4, \"out_channels\": 4, \"kernel_size\": [3, 3, 3]}]}",
+            InvalidValue,
+            Some("layers[0].kernel_size"),
+        ),
+        (
+            "{\"seed\": 1, \"layers\": [{\"type\": \"embedding\", \"num_embeddings\": 4, \"embedding_dim\": 2, \"padding_idx\": 4}]}",
+            InvalidValue,
+            Some("layers[0].padding_idx"),
+        ),
+    ];
+    for (body, code, path) in cases {
+        let (c, p) = err(body);
+        assert_eq!((c, p.as_deref()), (*code, *path), "{body}");
+        assert!(c.http_status() == 400 || c.http_status() == 422 || c.http_status() == 413);
+    }
+    // A 10^5-tensor request is refused by the tensor limit before any work.
+    let many: Vec<Value> = (0..1001)
+        .map(|i| json!({"name": format!("t{i}"), "shape": [1], "init": "zeros"}))
+        .collect();
+    assert_eq!(
+        err(&json!({"seed": 1, "tensors": many}).to_string()).0,
+        LimitExceeded
+    );
+}
+
+#[test]
+fn envelope_has_code_message_and_path() {
+    let e = spec::parse_bytes(
+        b"{\"seed\": 1, \"layers\": [{\"type\": \"dense\", \"in_features\": 0}]}",
+    )
+    .unwrap_err();
+    let v = e.to_envelope();
+    assert_eq!(v["error"]["code"], "invalid_value");
+    assert_eq!(v["error"]["path"], "layers[0].in_features");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("at least 1")
+    );
+}
+
+fn arb_json() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        (-1e40f64..1e40).prop_map(Value::from),
+        prop_oneof![
+            Just("dense"),
+            Just("conv2d"),
+            Just("embedding"),
+            Just("relu"),
+            Just("he_normal"),
+            Just("orthogonal"),
+            Just("sparse"),
+            Just("batch_norm"),
+            Just("float16"),
+            Just("keras"),
+            Just("flax"),
+            Just("dirac"),
+            Just("x")
+        ]
+        .prop_map(Value::from),
+        (0u64..70000).prop_map(Value::from),
+    ];
+    leaf.prop_recursive(4, 48, 6, |inner| {
+        let keys = prop_oneof![
+            Just("seed"),
+            Just("layers"),
+            Just("tensors"),
+            Just("type"),
+            Just("in_features"),
+            Just("out_features"),
+            Just("units"),
+            Just("kernel_size"),
+            Just("name"),
+            Just("shape"),
+            Just("init"),
+            Just("kernel_initializer"),
+            Just("groups"),
+            Just("padding_idx"),
+            Just("dtype"),
+            Just("framework"),
+            Just("sparsity"),
+            Just("std"),
+            Just("in_channels"),
+            Just("out_channels"),
+            Just("num_embeddings"),
+            Just("embedding_dim"),
+            Just("activation")
+        ];
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
+            prop::collection::btree_map(keys.prop_map(String::from), inner, 0..6)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+    /// Arbitrary, near-valid JSON never panics; whatever validates also plans and encodes.
+    #[test]
+    fn no_panic_from_input(mut v in arb_json(), seed in any::<u64>()) {
+        if let Value::Object(m) = &mut v {
+            if m.contains_key("layers") || m.contains_key("tensors") {
+                m.insert("seed".into(), json!(seed));
+            }
+        }
+        let limits = Limits { max_tensors: 100, max_elements: 1 << 16, max_response_bytes: 1 << 22 };
+        if let Ok(req) = spec::parse(&v) && let Ok(p) = plan::build(req, &limits) {
+            let p = std::sync::Arc::new(p);
+            let file = support::safetensors_bytes(&p);
+            prop_assert_eq!(file.len() as u64, p.file_bytes);
+            let body: Value = serde_json::from_slice(&support::json_body(&p, 4096)).expect("valid JSON");
+            prop_assert!(body["tensors"].is_array());
+        }
+    }
+}
