@@ -128,13 +128,13 @@ pub fn fill_normal_at(
 /// Like `fill` for `Kernel::Uniform`/`TruncNormal`, with element 0 at word position `base`.
 pub fn fill_at(reader: &mut WordReader, base: u128, kernel: &Kernel, first: u64, out: &mut [f32]) {
     match *kernel {
-        Kernel::Uniform { low, scale } => fill_map(reader, base, first, out, |w| {
-            uniform_value(w, low, scale, low + scale)
+        Kernel::Uniform { low, scale } => fill_map(reader, base, first, out, |w, o| {
+            uniform_words(w, o, low, scale)
         }),
         Kernel::Normal { mean, std } => fill_normal_base(reader, base, mean, std, first, out),
         Kernel::TruncNormal(p) => {
             let p = TruncPrepared::new(&p);
-            fill_map(reader, base, first, out, |w| trunc_value(w, &p))
+            fill_map(reader, base, first, out, |w, o| trunc_words(w, o, &p))
         }
     }
 }
@@ -225,15 +225,27 @@ pub fn trunc_normal_value(w: u32, p: &TruncParams) -> f32 {
 // Chunk loops.
 
 fn fill_uniform(reader: &mut WordReader, low: f32, scale: f32, start: u64, out: &mut [f32]) {
-    let high = low + scale;
-    fill_map(reader, 0, start, out, |w| {
-        uniform_value(w, low, scale, high)
-    });
+    fill_at(reader, 0, &Kernel::Uniform { low, scale }, start, out);
 }
 
 fn fill_trunc_normal(reader: &mut WordReader, p: &TruncParams, start: u64, out: &mut [f32]) {
-    let p = TruncPrepared::new(p);
-    fill_map(reader, 0, start, out, |w| trunc_value(w, &p));
+    fill_at(reader, 0, &Kernel::TruncNormal(*p), start, out);
+}
+
+#[inline(never)]
+fn uniform_words(words: &[u32], out: &mut [f32], low: f32, scale: f32) {
+    let high = low + scale;
+    for (o, &w) in out.iter_mut().zip(words) {
+        *o = uniform_value(w, low, scale, high);
+    }
+}
+
+#[inline(never)]
+fn trunc_words(words: &[u32], out: &mut [f32], p: &TruncPrepared) {
+    let p = *p;
+    for (o, &w) in out.iter_mut().zip(words) {
+        *o = trunc_value(w, &p);
+    }
 }
 
 /// One word per element: element `first + j` from word `base + first + j`.
@@ -243,22 +255,15 @@ fn fill_map(
     base: u128,
     first: u64,
     out: &mut [f32],
-    f: impl Fn(u32) -> f32 + Copy,
+    f: impl Fn(&[u32], &mut [f32]),
 ) {
     let mut words = [0u32; CHUNK];
     let mut pos = base + first as u128;
     for o in out.chunks_mut(CHUNK) {
         let n = o.len();
         reader.fill(pos, &mut words[..n]);
-        map_words(&words[..n], o, f);
+        f(&words[..n], o);
         pos += n as u128;
-    }
-}
-
-#[inline(always)]
-fn map_words(words: &[u32], out: &mut [f32], f: impl Fn(u32) -> f32 + Copy) {
-    for (o, &w) in out.iter_mut().zip(words) {
-        *o = f(w);
     }
 }
 

@@ -43,6 +43,18 @@ fn main() {
         n as f64 / t / 1e6
     );
 
+    let mut bytes = vec![0u8; 4 * n];
+    let t = time_runs(runs, || {
+        use rand_core::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(42);
+        rng.fill_bytes(black_box(&mut bytes));
+        black_box(&bytes);
+    });
+    println!(
+        "chacha8 raw fill_bytes  {:8.1} M words/s",
+        n as f64 / t / 1e6
+    );
+
     let mut out = vec![0f32; n];
     let kernels = [
         (
