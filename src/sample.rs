@@ -13,6 +13,7 @@
 
 use crate::math::{erfinv_factor, ln, sincos_2pi};
 use crate::rng::WordReader;
+use core::sync::atomic::{AtomicU8, Ordering};
 
 /// 2^-24 = 0x33800000.
 pub const TWO_POW_M24: f32 = f32::from_bits(0x3380_0000);
@@ -128,13 +129,13 @@ pub fn fill_normal_at(
 /// Like `fill` for `Kernel::Uniform`/`TruncNormal`, with element 0 at word position `base`.
 pub fn fill_at(reader: &mut WordReader, base: u128, kernel: &Kernel, first: u64, out: &mut [f32]) {
     match *kernel {
-        Kernel::Uniform { low, scale } => fill_map(reader, base, first, out, |w| {
-            uniform_value(w, low, scale, low + scale)
+        Kernel::Uniform { low, scale } => fill_map(reader, base, first, out, |w, o| {
+            uniform_words(w, o, low, scale)
         }),
         Kernel::Normal { mean, std } => fill_normal_base(reader, base, mean, std, first, out),
         Kernel::TruncNormal(p) => {
             let p = TruncPrepared::new(&p);
-            fill_map(reader, base, first, out, |w| trunc_value(w, &p))
+            fill_map(reader, base, first, out, |w, o| trunc_words(w, o, &p))
         }
     }
 }
@@ -225,15 +226,80 @@ pub fn trunc_normal_value(w: u32, p: &TruncParams) -> f32 {
 // Chunk loops.
 
 fn fill_uniform(reader: &mut WordReader, low: f32, scale: f32, start: u64, out: &mut [f32]) {
-    let high = low + scale;
-    fill_map(reader, 0, start, out, |w| {
-        uniform_value(w, low, scale, high)
-    });
+    fill_at(reader, 0, &Kernel::Uniform { low, scale }, start, out);
 }
 
 fn fill_trunc_normal(reader: &mut WordReader, p: &TruncParams, start: u64, out: &mut [f32]) {
-    let p = TruncPrepared::new(p);
-    fill_map(reader, 0, start, out, |w| trunc_value(w, &p));
+    fill_at(reader, 0, &Kernel::TruncNormal(*p), start, out);
+}
+
+static SIMD_LIMIT: AtomicU8 = AtomicU8::new(2);
+
+/// Limit the instruction sets the kernels may use: 0 = baseline target only, 1 = up to AVX2,
+/// 2 = up to AVX-512F (the default). Every level gives the same bits; this exists so that tests
+/// can prove it. Process-global.
+#[doc(hidden)]
+pub fn set_simd_limit(level: u8) {
+    SIMD_LIMIT.store(level, Ordering::Relaxed);
+}
+
+#[inline(always)]
+#[allow(dead_code)] // unused on non-x86_64 targets
+fn simd_limit() -> u8 {
+    SIMD_LIMIT.load(Ordering::Relaxed)
+}
+
+/// Compile a transform loop for the baseline target and for AVX2 and AVX-512F, and pick one at
+/// run time. Only IEEE-754 basic operations are used, so every version gives the same bits
+/// (no FMA contraction exists in Rust; `tests/sample_stats.rs` cross-checks against the scalar
+/// per-element functions).
+macro_rules! multiversion {
+    ($(#[$m:meta])* fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $body:block) => {
+        $(#[$m])*
+        #[inline(never)]
+        fn $name($($arg: $ty),*) {
+            #[inline(always)]
+            fn generic($($arg: $ty),*) $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f")]
+                fn avx512($($arg: $ty),*) {
+                    generic($($arg),*)
+                }
+                #[target_feature(enable = "avx2")]
+                fn avx2($($arg: $ty),*) {
+                    generic($($arg),*)
+                }
+                if simd_limit() >= 2 && std::arch::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU supports AVX-512F (checked just above).
+                    return unsafe { avx512($($arg),*) };
+                }
+                if simd_limit() >= 1 && std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: the CPU supports AVX2 (checked just above).
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            generic($($arg),*)
+        }
+    };
+}
+
+multiversion! {
+    fn uniform_words(words: &[u32], out: &mut [f32], low: f32, scale: f32) {
+        let high = low + scale;
+        for (o, &w) in out.iter_mut().zip(words) {
+            *o = uniform_value(w, low, scale, high);
+        }
+    }
+}
+
+multiversion! {
+    fn trunc_words(words: &[u32], out: &mut [f32], p: &TruncPrepared) {
+        let p = *p;
+        for (o, &w) in out.iter_mut().zip(words) {
+            *o = trunc_value(w, &p);
+        }
+    }
 }
 
 /// One word per element: element `first + j` from word `base + first + j`.
@@ -243,22 +309,15 @@ fn fill_map(
     base: u128,
     first: u64,
     out: &mut [f32],
-    f: impl Fn(u32) -> f32 + Copy,
+    f: impl Fn(&[u32], &mut [f32]),
 ) {
     let mut words = [0u32; CHUNK];
     let mut pos = base + first as u128;
     for o in out.chunks_mut(CHUNK) {
         let n = o.len();
         reader.fill(pos, &mut words[..n]);
-        map_words(&words[..n], o, f);
+        f(&words[..n], o);
         pos += n as u128;
-    }
-}
-
-#[inline(always)]
-fn map_words(words: &[u32], out: &mut [f32], f: impl Fn(u32) -> f32 + Copy) {
-    for (o, &w) in out.iter_mut().zip(words) {
-        *o = f(w);
     }
 }
 
@@ -299,19 +358,20 @@ fn fill_normal_base(
     }
 }
 
-/// Transform `words[..n]` (n even) into `vals[..n]`, in blocks of `2 * PAIRS` words (the last
-/// block may read stale words past `n`; those values are never used).
-#[inline(always)]
-fn normal_words(words: &[u32; CHUNK], vals: &mut [f32; CHUNK], n: usize, mean: f32, std: f32) {
-    let blocks = n.div_ceil(2 * PAIRS);
-    for (w, v) in words
-        .chunks_exact(2 * PAIRS)
-        .zip(vals.chunks_exact_mut(2 * PAIRS))
-        .take(blocks)
-    {
-        let w: &[u32; 2 * PAIRS] = w.try_into().unwrap();
-        let v: &mut [f32; 2 * PAIRS] = v.try_into().unwrap();
-        normal_block(w, v, mean, std);
+multiversion! {
+    /// Transform `words[..n]` (n even) into `vals[..n]`, in blocks of `2 * PAIRS` words (the
+    /// last block may read stale words past `n`; those values are never used).
+    fn normal_words(words: &[u32; CHUNK], vals: &mut [f32; CHUNK], n: usize, mean: f32, std: f32) {
+        let blocks = n.div_ceil(2 * PAIRS);
+        for (w, v) in words
+            .chunks_exact(2 * PAIRS)
+            .zip(vals.chunks_exact_mut(2 * PAIRS))
+            .take(blocks)
+        {
+            let w: &[u32; 2 * PAIRS] = w.try_into().unwrap();
+            let v: &mut [f32; 2 * PAIRS] = v.try_into().unwrap();
+            normal_block(w, v, mean, std);
+        }
     }
 }
 
@@ -380,7 +440,11 @@ mod tests {
         let q = TruncParams::new(0.0, 1.0, 1.0, 4.0);
         assert!(q.mirror);
         // Mirrored window [-4, -1].
-        assert!((q.lo as f64 - std_normal_cdf(-4.0)).abs() < 1e-12);
+        assert_eq!(q.lo, std_normal_cdf(-4.0) as f32);
+        assert_eq!(
+            q.width,
+            (std_normal_cdf(-1.0) - std_normal_cdf(-4.0)) as f32
+        );
         let r = TruncParams::new(0.0, 1.0, f64::NEG_INFINITY, f64::INFINITY);
         assert_eq!((r.lo, r.width, r.mirror), (0.0, 1.0, false));
     }
