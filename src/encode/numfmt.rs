@@ -155,20 +155,30 @@ mod tests {
 
     #[test]
     fn every_16_bit_value_round_trips_and_is_shortest() {
-        for (name, table, to_f64, from_f64) in [
+        type Case = (
+            &'static str,
+            &'static Table,
+            fn(u16) -> f64,
+            fn(f64) -> u16,
+            fn(f32) -> u16,
+        );
+        let cases: [Case; 2] = [
             (
                 "f16",
                 f16_table(),
-                (|b| half::f16::from_bits(b).to_f64()) as fn(u16) -> f64,
-                (|x| half::f16::from_f64(x).to_bits()) as fn(f64) -> u16,
+                |b| half::f16::from_bits(b).to_f64(),
+                |x| half::f16::from_f64(x).to_bits(),
+                |x| half::f16::from_f32(x).to_bits(),
             ),
             (
                 "bf16",
                 bf16_table(),
                 |b| half::bf16::from_bits(b).to_f64(),
                 |x| half::bf16::from_f64(x).to_bits(),
+                |x| half::bf16::from_f32(x).to_bits(),
             ),
-        ] {
+        ];
+        for (name, table, to_f64, from_f64, from_f32) in cases {
             for bits in 0..=u16::MAX {
                 let v = to_f64(bits);
                 if !v.is_finite() {
@@ -178,7 +188,13 @@ mod tests {
                 let parsed: f64 = s
                     .parse()
                     .unwrap_or_else(|_| panic!("{name} {bits:#x}: {s}"));
+                // Both a double-based and a float-based reader get the value back.
                 assert_eq!(from_f64(parsed), bits, "{name} {bits:#x} printed as {s}");
+                assert_eq!(
+                    from_f32(s.parse::<f32>().unwrap()),
+                    bits,
+                    "{name} {bits:#x} printed as {s} (f32 reader)"
+                );
                 // One digit fewer must not round-trip (shortest), unless already one digit.
                 let sig: String = s
                     .chars()
@@ -189,11 +205,8 @@ mod tests {
                 if sig.len() > 1 && v != 0.0 {
                     let p = sig.len() - 1;
                     let shorter: f64 = format!("{:.*e}", p - 1, v).parse().unwrap();
-                    assert_ne!(
-                        from_f64(shorter),
-                        bits,
-                        "{name} {bits:#x}: {s} is not shortest"
-                    );
+                    let both = from_f64(shorter) == bits && from_f32(shorter as f32) == bits;
+                    assert!(!both, "{name} {bits:#x}: {s} is not shortest");
                 }
             }
         }
