@@ -304,10 +304,11 @@ proptest! {
     /// Arbitrary, near-valid JSON never panics; whatever validates also plans and encodes.
     #[test]
     fn no_panic_from_input(mut v in arb_json(), seed in any::<u64>()) {
-        if let Value::Object(m) = &mut v {
-            if m.contains_key("layers") || m.contains_key("tensors") {
-                m.insert("seed".into(), json!(seed));
-            }
+        if let Value::Object(m) = &mut v
+            && (m.contains_key("layers") || m.contains_key("tensors"))
+        {
+            m.insert("seed".into(), json!(seed));
+        }
         }
         let limits = Limits { max_tensors: 100, max_elements: 1 << 16, max_response_bytes: 1 << 22 };
         if let Ok(req) = spec::parse(&v) && let Ok(p) = plan::build(req, &limits) {
