@@ -309,7 +309,6 @@ proptest! {
         {
             m.insert("seed".into(), json!(seed));
         }
-        }
         let limits = Limits { max_tensors: 100, max_elements: 1 << 16, max_response_bytes: 1 << 22 };
         if let Ok(req) = spec::parse(&v) && let Ok(p) = plan::build(req, &limits) {
             let p = std::sync::Arc::new(p);
