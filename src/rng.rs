@@ -27,9 +27,7 @@ pub const POS_MODULUS: u128 = 1 << 68;
 /// Number of words in one ChaCha block.
 pub const BLOCK_WORDS: usize = 16;
 
-/// Words moved per `fill_bytes` call through the reader's byte buffer (16 ChaCha blocks); only
-/// big-endian targets need the buffer.
-#[cfg(not(target_endian = "little"))]
+/// Words moved per `fill_bytes` call through the reader's byte buffer (16 ChaCha blocks).
 const BUF_WORDS: usize = 256;
 
 /// The 64-bit ChaCha stream id of a tensor's stream identity: the first 8 bytes, read
@@ -52,7 +50,6 @@ pub struct WordReader {
     /// The word position the generator will produce next (mod 2^68), if known. Avoids a
     /// re-seek (and the regeneration of a partial block) when reads are contiguous.
     next: Option<u128>,
-    #[cfg(not(target_endian = "little"))]
     buf: Box<[u8; BUF_WORDS * 4]>,
     seed: u64,
     stream: u64,
@@ -78,7 +75,6 @@ impl WordReader {
         WordReader {
             rng,
             next: Some(0),
-            #[cfg(not(target_endian = "little"))]
             buf: Box::new([0u8; BUF_WORDS * 4]),
             seed,
             stream,
@@ -106,17 +102,6 @@ impl WordReader {
         if self.next != Some(pos) {
             self.rng.set_word_pos(pos);
         }
-        #[cfg(target_endian = "little")]
-        {
-            // SAFETY: any initialized `[u32]` may be viewed as `[u8]` of 4× the length (u8 has
-            // alignment 1 and every bit pattern is valid for both types). On a little-endian
-            // target the words `fill_bytes` writes little-endian read back as the same `u32`s.
-            let bytes = unsafe {
-                core::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<u8>(), out.len() * 4)
-            };
-            self.rng.fill_bytes(bytes);
-        }
-        #[cfg(not(target_endian = "little"))]
         for chunk in out.chunks_mut(BUF_WORDS) {
             let bytes = &mut self.buf[..chunk.len() * 4];
             self.rng.fill_bytes(bytes);

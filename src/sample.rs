@@ -348,12 +348,19 @@ fn fill_normal_base(
     while p < e0 {
         let n = core::cmp::min(CHUNK as u128, e0 - p) as usize; // even
         reader.fill(base + p, &mut words[..n]);
-        normal_words(&words, &mut vals, n, mean, std);
-        // Copy the overlap of [p, p + n) with [s, e).
-        let lo = core::cmp::max(p, s);
-        let hi = core::cmp::min(p + n as u128, e);
-        out[(lo - s) as usize..(hi - s) as usize]
-            .copy_from_slice(&vals[(lo - p) as usize..(hi - p) as usize]);
+        if n == CHUNK && p >= s && p + n as u128 <= e {
+            // A whole chunk inside the range: transform straight into the output.
+            let o = (p - s) as usize;
+            let dst: &mut [f32; CHUNK] = (&mut out[o..o + CHUNK]).try_into().unwrap();
+            normal_words(&words, dst, n, mean, std);
+        } else {
+            normal_words(&words, &mut vals, n, mean, std);
+            // Copy the overlap of [p, p + n) with [s, e).
+            let lo = core::cmp::max(p, s);
+            let hi = core::cmp::min(p + n as u128, e);
+            out[(lo - s) as usize..(hi - s) as usize]
+                .copy_from_slice(&vals[(lo - p) as usize..(hi - p) as usize]);
+        }
         p += n as u128;
     }
 }

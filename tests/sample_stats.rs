@@ -336,6 +336,79 @@ fn trunc_normal_shifted_and_scaled() {
 }
 
 // ------------------------------------------------------------------------------------------
+// Accuracy of single values against f64 references
+
+/// Φ^-1(u) in f64 by bisection on Φ (slow but simple and accurate to ~1e-15).
+fn inv_phi(u: f64) -> f64 {
+    let (mut lo, mut hi) = (-40.0f64, 40.0f64);
+    for _ in 0..200 {
+        let mid = 0.5 * (lo + hi);
+        if std_normal_cdf(mid) < u {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    0.5 * (lo + hi)
+}
+
+#[test]
+fn trunc_normal_values_match_f64_inverse_cdf() {
+    let mut words = vec![0u32; 20_000];
+    WordReader::new(21, stream_id("acc")).fill(0, &mut words);
+    for (mean_, std_, a, b) in [
+        (0.0f64, 1.0f64, -2.0f64, 2.0f64),
+        (0.0, 1.0, 1.0, 4.0),
+        (0.0, 1.0, -100.0, 100.0),
+        (0.0, 1.0, 0.0, 3.0),
+    ] {
+        let p = TruncParams::new(mean_, std_, a, b);
+        let mut worst = 0.0f64;
+        for &w in &words {
+            // The same u as the kernel, but in f64 from the exact v.
+            let v = ((w >> 9) as f64 * 2.0 + 1.0) / 16_777_216.0;
+            let u = (p.lo as f64 + p.width as f64 * v).clamp(2f64.powi(-126), 1.0 - 2f64.powi(-24));
+            let z = inv_phi(u);
+            let want = (mean_ + std_ * if p.mirror { -z } else { z }).clamp(a, b);
+            let got = trunc_normal_value(w, &p) as f64;
+            // Tolerance: the f32 rounding of u (≤ 2^-24 relative) through dz = du / φ(z), plus
+            // a few f32 ulps of the result.
+            let phi = (-0.5 * z * z).exp() / (2.0 * core::f64::consts::PI).sqrt();
+            let tol = 2.0 * u * 6e-8 / phi + 4e-7 * want.abs().max(1.0);
+            let err = (got - want).abs();
+            assert!(
+                err <= tol,
+                "w={w:#x} [{a},{b}] got {got} want {want} tol {tol}"
+            );
+            worst = worst.max(err / tol);
+        }
+        println!("[{a},{b}] worst error / tolerance = {worst:.3}");
+    }
+}
+
+#[test]
+fn normal_values_match_f64_box_muller() {
+    let mut words = vec![0u32; 200_000];
+    WordReader::new(22, stream_id("acc")).fill(0, &mut words);
+    let mut worst = 0.0f64;
+    for p in words.chunks_exact(2) {
+        let (a, b) = normal_pair(p[0], p[1], 0.0, 1.0);
+        let u1 = ((p[0] >> 8) as f64 + 1.0) / 16_777_216.0;
+        let u2 = (p[1] >> 8) as f64 / 16_777_216.0;
+        let r = (-2.0 * libm::log(u1)).sqrt();
+        let t = 2.0 * core::f64::consts::PI * u2;
+        let (wa, wb) = (r * libm::cos(t), r * libm::sin(t));
+        // Absolute error relative to the pair radius: ln, sqrt, sincos each ≲ 2 ulp.
+        let scale = r.max(1e-30);
+        worst = worst
+            .max((a as f64 - wa).abs() / scale)
+            .max((b as f64 - wb).abs() / scale);
+    }
+    println!("normal: worst |error| / r = {worst:e}");
+    assert!(worst < 5e-7, "worst {worst}");
+}
+
+// ------------------------------------------------------------------------------------------
 // Golden vectors: any change of these bits is a breaking change of `paraminit-v1`.
 
 #[test]
