@@ -95,6 +95,17 @@ pub const NONLINEARITIES: &[&str] = &[
     "selu",
 ];
 
+/// `torch.nn.init.kaiming_*_(a=0, mode='fan_in', nonlinearity='leaky_relu')`.
+const KAIMING_PARAMS: &[ParamDef] = &[
+    p("a", K::Float, D::Float(0.0)),
+    p("mode", K::Choice(TORCH_FAN_MODES), D::Choice("fan_in")),
+    p(
+        "nonlinearity",
+        K::Choice(NONLINEARITIES),
+        D::Choice("leaky_relu"),
+    ),
+];
+
 pub static CATALOGUE: &[InitDef] = &[
     InitDef {
         name: "zeros",
@@ -236,15 +247,7 @@ pub static CATALOGUE: &[InitDef] = &[
         name: "kaiming_uniform",
         aliases: &["kaiming_uniform_"],
         semantics: "pytorch",
-        params: &[
-            p("a", K::Float, D::Float(0.0)),
-            p("mode", K::Choice(TORCH_FAN_MODES), D::Choice("fan_in")),
-            p(
-                "nonlinearity",
-                K::Choice(NONLINEARITIES),
-                D::Choice("leaky_relu"),
-            ),
-        ],
+        params: KAIMING_PARAMS,
         formula: "U(±gain·√(3/fan_mode)), gain = calculate_gain(nonlinearity, a)",
         source: "torch/nn/init.py kaiming_uniform_",
     },
@@ -252,15 +255,7 @@ pub static CATALOGUE: &[InitDef] = &[
         name: "kaiming_normal",
         aliases: &["kaiming_normal_"],
         semantics: "pytorch",
-        params: &[
-            p("a", K::Float, D::Float(0.0)),
-            p("mode", K::Choice(TORCH_FAN_MODES), D::Choice("fan_in")),
-            p(
-                "nonlinearity",
-                K::Choice(NONLINEARITIES),
-                D::Choice("leaky_relu"),
-            ),
-        ],
+        params: KAIMING_PARAMS,
         formula: "N(0, (gain/√fan_mode)²), untruncated, gain = calculate_gain(nonlinearity, a)",
         source: "torch/nn/init.py kaiming_normal_",
     },
