@@ -4,9 +4,11 @@
 //! `sample` producing the values) wrapped by a thin asynchronous HTTP edge (`http`) and a
 //! command line (`cli`). The core never sees tokio.
 
+pub mod config;
 pub mod encode;
 pub mod error;
 pub mod generate;
+pub mod http;
 pub mod init;
 pub mod math;
 pub mod plan;
