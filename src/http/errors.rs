@@ -158,12 +158,16 @@ impl FromRequest<super::AppState> for SpecBody {
     async fn from_request(req: Request, state: &super::AppState) -> Result<Self, ApiError> {
         check_content_type(req.headers())?;
         let limit = state.config.max_body_bytes;
-        let too_large = |got: String| {
+        let too_large = |got: Option<u64>| {
+            let size = match got {
+                Some(n) => format!("is {n} bytes"),
+                None => format!("has more than {limit} bytes"),
+            };
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 crate::error::ErrorCode::LimitExceeded.as_str(),
                 format!(
-                    "the request body is {got} bytes; the limit is {limit} (PARAMINIT_MAX_BODY_BYTES)"
+                    "the request body {size}; the limit is {limit} bytes (PARAMINIT_MAX_BODY_BYTES)"
                 ),
             )
         };
@@ -174,7 +178,7 @@ impl FromRequest<super::AppState> for SpecBody {
             .and_then(|v| v.parse::<u64>().ok())
             && len > limit as u64
         {
-            return Err(too_large(len.to_string()));
+            return Err(too_large(Some(len)));
         }
         let bytes = axum::body::to_bytes(req.into_body(), limit)
             .await
@@ -182,7 +186,7 @@ impl FromRequest<super::AppState> for SpecBody {
                 let mut src: Option<&(dyn std::error::Error + 'static)> = Some(&e);
                 while let Some(s) = src {
                     if s.is::<http_body_util::LengthLimitError>() {
-                        return too_large("more than".to_string() + &format!(" {limit}"));
+                        return too_large(None);
                     }
                     src = s.source();
                 }
