@@ -407,7 +407,7 @@ fn futures_stream(s: String) -> Body {
     let pieces = s
         .into_bytes()
         .chunks(50)
-        .map(|c| bytes::Bytes::copy_from_slice(c))
+        .map(bytes::Bytes::copy_from_slice)
         .collect();
     Body::new(Pieces(pieces))
 }
