@@ -62,6 +62,17 @@ impl AppState {
     }
 }
 
+/// Every route as (method, path); `openapi.yaml` describes exactly these (tested).
+pub const ROUTES: [(&str, &str); 7] = [
+    ("POST", "/v1/init"),
+    ("POST", "/v1/plan"),
+    ("GET", "/v1/initializers"),
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/metrics"),
+    ("GET", "/openapi.yaml"),
+];
+
 /// The routes only, without the middleware stack.
 pub fn routes(state: AppState) -> Router {
     Router::new()
