@@ -50,7 +50,7 @@ def post(base, path, body, accept=None):
     req = urllib.request.Request(base + path, data=json.dumps(body).encode(), headers=headers,
                                  method="POST")
     with urllib.request.urlopen(req, timeout=60) as r:
-        return r.status, dict(r.headers), r.read()
+        return r.status, r.headers, r.read()
 
 
 def main():

@@ -42,6 +42,7 @@ pub async fn observe(State(state): State<AppState>, req: Request, next: Next) ->
     let status = res.status();
     let (parts, body) = res.into_parts();
     let logged = LoggedBody {
+        expected: http_body::Body::size_hint(&body).exact(),
         inner: body,
         bytes: 0,
         done: false,
@@ -143,7 +144,7 @@ impl AccessLog {
             route = %self.route,
             status = self.status.as_u16(),
             bytes,
-            duration_ms = duration.as_secs_f64() * 1000.0,
+            duration_ms = (duration.as_secs_f64() * 1e6).round() / 1e3,
             complete,
             "request"
         );
@@ -153,6 +154,7 @@ impl AccessLog {
 /// Counts the bytes of a response body and writes the access log when it ends or is dropped.
 struct LoggedBody {
     inner: Body,
+    expected: Option<u64>,
     bytes: u64,
     done: bool,
     log: Option<AccessLog>,
@@ -192,7 +194,7 @@ impl http_body::Body for LoggedBody {
 impl Drop for LoggedBody {
     fn drop(&mut self) {
         if let Some(log) = self.log.take() {
-            let complete = self.done || http_body::Body::is_end_stream(&self.inner);
+            let complete = self.done || self.expected == Some(self.bytes);
             log.emit(self.bytes, complete);
         }
     }

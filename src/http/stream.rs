@@ -86,7 +86,7 @@ impl Body for ChannelBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.remaining == Some(0) && self.rx.is_closed() && self.rx.is_empty()
+        self.remaining == Some(0)
     }
 
     fn size_hint(&self) -> SizeHint {
