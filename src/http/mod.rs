@@ -110,7 +110,9 @@ fn on_panic(err: Box<dyn std::any::Any + Send + 'static>) -> Response {
         .map(String::as_str)
         .or_else(|| err.downcast_ref::<&str>().copied())
         .unwrap_or("(non-string panic payload)");
-    tracing::error!(panic = msg, "handler panicked; answered 500");
+    // The panic itself is logged once by the panic hook (`serve` installs one that writes it as
+    // a tracing event); this only records the answer.
+    tracing::debug!(panic = msg, "handler panicked; answered 500");
     ApiError::internal().into_response()
 }
 
@@ -270,6 +272,7 @@ pub async fn serve_with_shutdown(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let grace = Duration::from_secs(config.shutdown_grace_secs);
+    install_panic_hook();
     let state = AppState::new(config);
     let app = router(state.clone());
     let addr = listener.local_addr()?;
@@ -301,6 +304,26 @@ pub async fn serve_with_shutdown(
             Ok(())
         }
     }
+}
+
+/// Logs every panic once, as an error event with its location, in the configured log format.
+fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            let msg = info
+                .payload()
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| info.payload().downcast_ref::<&str>().copied())
+                .unwrap_or("(non-string panic payload)");
+            let location = info
+                .location()
+                .map(|l| format!("{}:{}", l.file(), l.line()))
+                .unwrap_or_default();
+            tracing::error!(panic = msg, %location, "panic");
+        }));
+    });
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
