@@ -62,6 +62,8 @@ pub enum OutFormat {
 /// Exit codes: 0 ok, 1 I/O or service failure, 2 bad input.
 pub enum Failure {
     Input(SpecError),
+    /// A bad setting (environment variable): bad input too, exit status 2.
+    Config(String),
     Other(String),
 }
 
@@ -75,6 +77,10 @@ pub fn report(f: Failure) -> i32 {
     match f {
         Failure::Input(e) => {
             eprintln!("{}", e.to_envelope());
+            2
+        }
+        Failure::Config(msg) => {
+            eprintln!("error: {msg}");
             2
         }
         Failure::Other(msg) => {

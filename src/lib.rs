@@ -5,9 +5,11 @@
 //! command line (`cli`). The core never sees tokio.
 
 pub mod cli;
+pub mod config;
 pub mod encode;
 pub mod error;
 pub mod generate;
+pub mod http;
 pub mod init;
 pub mod math;
 pub mod plan;

@@ -8,9 +8,7 @@ use paraminit::cli::{self, Cli, Command, Failure};
 fn main() {
     let args = Cli::parse();
     let result = match args.command.unwrap_or(Command::Serve) {
-        Command::Serve => Err(Failure::Other(
-            "the HTTP service is not part of this build yet".into(),
-        )),
+        Command::Serve => serve(),
         Command::Generate {
             spec,
             output,
@@ -24,11 +22,29 @@ fn main() {
                 _ => Ok(()),
             }
         }),
-        Command::Healthcheck { .. } => Err(Failure::Other(
-            "the HTTP service is not part of this build yet".into(),
-        )),
+        Command::Healthcheck { addr } => {
+            let addr = match addr {
+                Some(a) => a,
+                None => std::env::var("PARAMINIT_ADDR")
+                    .unwrap_or_else(|_| paraminit::config::Config::default().addr),
+            };
+            paraminit::http::healthcheck(&addr).map_err(Failure::Other)
+        }
     };
     if let Err(f) = result {
         std::process::exit(cli::report(f));
     }
+}
+
+/// Runs the service until SIGTERM or Ctrl-C (then in-flight responses get the grace period).
+fn serve() -> Result<(), Failure> {
+    let config = paraminit::config::Config::from_env().map_err(Failure::Config)?;
+    paraminit::config::init_tracing(&config);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Other(format!("cannot start the runtime: {e}")))?;
+    runtime
+        .block_on(paraminit::http::serve(config))
+        .map_err(|e| Failure::Other(e.to_string()))
 }

@@ -1,0 +1,392 @@
+//! The HTTP edge (SPEC §1, §3, §5, §6): routes, negotiation, streaming, errors, metrics and
+//! graceful shutdown around the synchronous core.
+
+pub mod errors;
+pub mod metrics;
+pub mod middleware;
+pub mod negotiate;
+pub mod stream;
+
+use std::future::Future;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{FromRequest, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tower_http::catch_panic::CatchPanicLayer;
+
+use crate::config::Config;
+use crate::plan::{self, Format, Plan};
+use errors::{ApiError, SpecBody, codes};
+
+/// The OpenAPI document, the repo-root file.
+pub const OPENAPI_YAML: &str = include_str!("../../openapi.yaml");
+
+/// Seconds a client is asked to wait when every job slot is busy.
+pub const RETRY_AFTER_SECS: u64 = 1;
+
+/// Shared state of one router.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub pool: Arc<rayon::ThreadPool>,
+    pub jobs: Arc<Semaphore>,
+    pub metrics: metrics::Metrics,
+    /// Set once shutdown has begun; `/readyz` then answers 503.
+    pub draining: Arc<AtomicBool>,
+}
+
+impl AppState {
+    pub fn new(config: Config) -> AppState {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(config.threads.max(1))
+            .thread_name(|i| format!("paraminit-gen-{i}"))
+            .build()
+            .expect("cannot start the generation threads");
+        AppState {
+            jobs: Arc::new(Semaphore::new(config.max_jobs.max(1))),
+            metrics: metrics::Metrics::new(config.max_jobs.max(1)),
+            pool: Arc::new(pool),
+            config: Arc::new(config),
+            draining: Arc::new(AtomicBool::new(false)),
+        }
+    }
+}
+
+/// Every route as (method, path); `openapi.yaml` describes exactly these (tested).
+pub const ROUTES: [(&str, &str); 7] = [
+    ("POST", "/v1/init"),
+    ("POST", "/v1/plan"),
+    ("GET", "/v1/initializers"),
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/metrics"),
+    ("GET", "/openapi.yaml"),
+];
+
+/// The routes only, without the middleware stack.
+pub fn routes(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/init", post(init))
+        .route("/v1/plan", post(plan_route))
+        .route("/v1/initializers", get(initializers))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_route))
+        .route("/openapi.yaml", get(openapi))
+        .fallback(|| async { ApiError::not_found() })
+        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+        .with_state(state)
+}
+
+/// Adds the middleware stack (panic catching, auth, envelopes, access log, metrics) to a
+/// router built on `state`. Public so tests can add routes of their own before it.
+pub fn with_middleware(router: Router, state: AppState) -> Router {
+    router
+        .layer(CatchPanicLayer::custom(on_panic))
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            middleware::observe,
+        ))
+}
+
+/// The service: every route with its middleware.
+pub fn router(state: AppState) -> Router {
+    with_middleware(routes(state.clone()), state)
+}
+
+fn on_panic(err: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let msg = err
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| err.downcast_ref::<&str>().copied())
+        .unwrap_or("(non-string panic payload)");
+    // The panic itself is logged once by the panic hook (`serve` installs one that writes it as
+    // a tracing event); this only records the answer.
+    tracing::debug!(panic = msg, "handler panicked; answered 500");
+    ApiError::internal().into_response()
+}
+
+async fn build_plan(state: &AppState, request: crate::spec::Request) -> Result<Plan, ApiError> {
+    let limits = state.config.limits();
+    // Building a plan for many tensors takes a while; keep it off the async workers.
+    tokio::task::spawn_blocking(move || plan::build(request, &limits))
+        .await
+        .map_err(|e| {
+            if e.is_panic() {
+                std::panic::resume_unwind(e.into_panic());
+            }
+            ApiError::internal()
+        })?
+        .map_err(ApiError::from)
+}
+
+/// Whether an `If-None-Match` header matches `etag` (weak comparison, `*` matches).
+fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
+    let strip = |t: &str| t.trim().trim_start_matches("W/").to_string();
+    let want = strip(etag);
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim() == "*" || strip(t) == want)
+}
+
+async fn init(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
+    let format = negotiate::negotiate(req.uri().query(), req.headers())?;
+    let headers = req.headers().clone();
+    let SpecBody(request) = SpecBody::from_request(req, &state).await?;
+    let plan = build_plan(&state, request).await?;
+    let etag = plan.etag(format);
+    let etag_value = HeaderValue::from_str(&etag).map_err(|_| ApiError::internal())?;
+    if if_none_match(&headers, &etag) {
+        let mut res = StatusCode::NOT_MODIFIED.into_response();
+        res.headers_mut().insert(header::ETAG, etag_value);
+        return Ok(res);
+    }
+    let permit = state.jobs.clone().try_acquire_owned().map_err(|_| {
+        state.metrics.job_rejected();
+        let mut e = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            codes::BUSY,
+            format!(
+                "all {} generation slots are busy (PARAMINIT_MAX_JOBS); retry in {RETRY_AFTER_SECS} s",
+                state.config.max_jobs
+            ),
+        );
+        e.retry_after = Some(RETRY_AFTER_SECS);
+        e
+    })?;
+    let slot = stream::JobSlot::new(permit, state.metrics.clone());
+    let body = stream::spawn_generation(&state, Arc::new(plan), format, slot);
+    let mut res = Response::new(Body::new(body));
+    let h = res.headers_mut();
+    h.insert(header::ETAG, etag_value);
+    match format {
+        Format::Json => {
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+        }
+        Format::Safetensors => {
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            );
+            h.insert(
+                header::CONTENT_DISPOSITION,
+                HeaderValue::from_static("attachment; filename=\"model.safetensors\""),
+            );
+        }
+    }
+    h.insert(header::VARY, HeaderValue::from_static("accept"));
+    Ok(res)
+}
+
+fn json_response(status: StatusCode, value: &serde_json::Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::to_vec(value).unwrap_or_default(),
+    )
+        .into_response()
+}
+
+async fn plan_route(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
+    negotiate::require_json(req.headers())?;
+    let SpecBody(request) = SpecBody::from_request(req, &state).await?;
+    let plan = build_plan(&state, request).await?;
+    Ok(json_response(StatusCode::OK, &plan.to_json()))
+}
+
+async fn initializers(headers: HeaderMap) -> Result<Response, ApiError> {
+    negotiate::require_json(&headers)?;
+    static BODY: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    let body = BODY.get_or_init(|| {
+        serde_json::to_vec(&crate::init::catalogue::catalogue_json()).unwrap_or_default()
+    });
+    Ok(([(header::CONTENT_TYPE, "application/json")], body.clone()).into_response())
+}
+
+async fn healthz() -> Response {
+    json_response(StatusCode::OK, &serde_json::json!({"status": "ok"}))
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    if state.draining.load(Ordering::SeqCst) {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            codes::SHUTTING_DOWN,
+            "the service is shutting down",
+        )
+        .into_response();
+    }
+    json_response(
+        StatusCode::OK,
+        &serde_json::json!({
+            "status": "ready",
+            "jobs_available": state.jobs.available_permits(),
+            "jobs_max": state.config.max_jobs,
+        }),
+    )
+}
+
+async fn metrics_route(State(state): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/yaml")], OPENAPI_YAML).into_response()
+}
+
+/// Binds `config.addr` and serves until SIGTERM or Ctrl-C, then lets in-flight responses
+/// finish for up to `PARAMINIT_SHUTDOWN_GRACE_SECS`.
+pub async fn serve(config: Config) -> std::io::Result<()> {
+    let listener = TcpListener::bind(&config.addr).await?;
+    serve_with_shutdown(listener, config, shutdown_signal()).await
+}
+
+/// Serves on `listener` until `shutdown` resolves; then stops accepting, waits for in-flight
+/// responses up to the grace period, and returns.
+pub async fn serve_with_shutdown(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let grace = Duration::from_secs(config.shutdown_grace_secs);
+    install_panic_hook();
+    let state = AppState::new(config);
+    let app = router(state.clone());
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, config = ?state.config, "paraminit listening");
+    let begun = Arc::new(tokio::sync::Notify::new());
+    let begun_tx = begun.clone();
+    let draining = state.draining.clone();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown.await;
+        draining.store(true, Ordering::SeqCst);
+        tracing::info!(
+            grace_secs = grace.as_secs(),
+            "shutting down: no new connections; finishing in-flight responses"
+        );
+        begun_tx.notify_one();
+    });
+    let deadline = async {
+        begun.notified().await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        r = server => {
+            tracing::info!("shut down cleanly");
+            r
+        }
+        _ = deadline => {
+            let busy = state.config.max_jobs - state.jobs.available_permits();
+            tracing::warn!(jobs_cut = busy, "grace period over; closing remaining connections");
+            Ok(())
+        }
+    }
+}
+
+/// Logs every panic once, as an error event with its location, in the configured log format.
+fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            let msg = info
+                .payload()
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| info.payload().downcast_ref::<&str>().copied())
+                .unwrap_or("(non-string panic payload)");
+            let location = info
+                .location()
+                .map(|l| format!("{}:{}", l.file(), l.line()))
+                .unwrap_or_default();
+            tracing::error!(panic = msg, %location, "panic");
+        }));
+    });
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("Ctrl-C received"),
+        _ = term => tracing::info!("SIGTERM received"),
+    }
+}
+
+/// The address to probe for a bind address: an unspecified host (`0.0.0.0`, `[::]`) becomes
+/// the loopback address.
+fn probe_addr(addr: &str) -> Result<SocketAddr, String> {
+    let mut a = addr
+        .to_socket_addrs()
+        .map_err(|e| format!("bad address {addr:?}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("address {addr:?} resolves to nothing"))?;
+    if a.ip().is_unspecified() {
+        a.set_ip(match a {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    Ok(a)
+}
+
+/// `GET /healthz` on the local service with a plain blocking socket (for the Docker
+/// `HEALTHCHECK`: `paraminit healthcheck`). Ok when it answers 200 within a few seconds.
+pub fn healthcheck(addr: &str) -> Result<(), String> {
+    let a = probe_addr(addr)?;
+    let timeout = Duration::from_secs(3);
+    let mut s = TcpStream::connect_timeout(&a, timeout).map_err(|e| format!("connect {a}: {e}"))?;
+    s.set_read_timeout(Some(timeout)).ok();
+    s.set_write_timeout(Some(timeout)).ok();
+    write!(
+        s,
+        "GET /healthz HTTP/1.1\r\nHost: {a}\r\nConnection: close\r\nUser-Agent: paraminit-healthcheck\r\n\r\n"
+    )
+    .map_err(|e| format!("write to {a}: {e}"))?;
+    let mut buf = Vec::new();
+    s.take(64 * 1024)
+        .read_to_end(&mut buf)
+        .map_err(|e| format!("read from {a}: {e}"))?;
+    let text = String::from_utf8_lossy(&buf);
+    let status_line = text.lines().next().unwrap_or("");
+    if status_line.starts_with("HTTP/1.1 200") || status_line.starts_with("HTTP/1.0 200") {
+        Ok(())
+    } else {
+        Err(format!("{a} answered {status_line:?}"))
+    }
+}

@@ -1,0 +1,178 @@
+//! The streaming bridge: a generation job runs on a blocking thread (its CPU work inside the
+//! service's rayon pool) and hands chunks through a bounded channel to the response body.
+//! A slow client fills the channel and so pauses generation; a client that goes away drops
+//! the body, the next send fails and generation stops. The job slot is held by both ends and
+//! is released when the last of them finishes.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
+
+use super::AppState;
+use super::metrics::Metrics;
+use crate::encode::json::JsonBody;
+use crate::encode::safetensors::SafetensorsBody;
+use crate::generate::Generator;
+use crate::plan::{Format, Plan};
+
+/// Bytes per safetensors chunk (each chunk is split across the rayon pool).
+pub const SAFETENSORS_CHUNK: usize = 1 << 20;
+/// Bytes per JSON chunk (JSON is encoded on one thread per job).
+pub const JSON_CHUNK: usize = 1 << 16;
+/// Chunks buffered between generation and the socket, per job.
+pub const CHANNEL_CHUNKS: usize = 4;
+
+/// A held generation slot; dropping it frees the slot and updates the in-flight gauge.
+pub struct JobSlot {
+    _permit: OwnedSemaphorePermit,
+    metrics: Metrics,
+}
+
+impl JobSlot {
+    pub fn new(permit: OwnedSemaphorePermit, metrics: Metrics) -> JobSlot {
+        metrics.job_started();
+        JobSlot {
+            _permit: permit,
+            metrics,
+        }
+    }
+}
+
+impl Drop for JobSlot {
+    fn drop(&mut self) {
+        self.metrics.job_finished();
+    }
+}
+
+/// The response body fed by a generation job.
+pub struct ChannelBody {
+    rx: mpsc::Receiver<Bytes>,
+    /// Bytes still to come when the length is known up front (safetensors).
+    remaining: Option<u64>,
+    slot: Option<Arc<JobSlot>>,
+}
+
+impl Body for ChannelBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match self.rx.poll_recv(cx) {
+            Poll::Ready(Some(chunk)) => {
+                if let Some(r) = self.remaining.as_mut() {
+                    *r = r.saturating_sub(chunk.len() as u64);
+                }
+                Poll::Ready(Some(Ok(Frame::data(chunk))))
+            }
+            Poll::Ready(None) => {
+                self.slot = None;
+                match self.remaining {
+                    Some(r) if r > 0 => Poll::Ready(Some(Err(std::io::Error::other(format!(
+                        "generation ended {r} bytes before the announced length"
+                    ))))),
+                    _ => Poll::Ready(None),
+                }
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining == Some(0)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.remaining {
+            Some(n) => SizeHint::with_exact(n),
+            None => SizeHint::default(),
+        }
+    }
+}
+
+/// Starts generating `plan` in `format` and returns the body that streams it.
+pub fn spawn_generation(
+    state: &AppState,
+    plan: Arc<Plan>,
+    format: Format,
+    slot: JobSlot,
+) -> ChannelBody {
+    let (tx, rx) = mpsc::channel::<Bytes>(CHANNEL_CHUNKS);
+    let slot = Arc::new(slot);
+    let worker_slot = slot.clone();
+    let pool = state.pool.clone();
+    let metrics = state.metrics.clone();
+    let span = tracing::Span::current();
+    let remaining = match format {
+        Format::Safetensors => Some(plan.file_bytes),
+        Format::Json => None,
+    };
+    tokio::task::spawn_blocking(move || {
+        let _enter = span.enter();
+        let _slot = worker_slot;
+        let started = Instant::now();
+        let total_elements = plan.total_elements;
+        let file_bytes = plan.file_bytes;
+        let generator = Generator::new(plan);
+        let mut source: Box<dyn FnMut() -> Option<Vec<u8>> + Send> = match format {
+            Format::Safetensors => {
+                let mut b = SafetensorsBody::new(generator, 0, file_bytes, SAFETENSORS_CHUNK);
+                Box::new(move || b.next_chunk())
+            }
+            Format::Json => {
+                let mut b = JsonBody::new(generator, JSON_CHUNK);
+                Box::new(move || b.next_chunk())
+            }
+        };
+        let mut sent: u64 = 0;
+        let mut complete = true;
+        while let Some(chunk) = pool.install(&mut source) {
+            let n = chunk.len() as u64;
+            if tx.blocking_send(Bytes::from(chunk)).is_err() {
+                complete = false;
+                break;
+            }
+            sent += n;
+        }
+        let elements = if complete {
+            total_elements
+        } else if format == Format::Safetensors && file_bytes > 0 {
+            (total_elements as u128 * sent as u128 / file_bytes as u128) as u64
+        } else {
+            0
+        };
+        let elapsed = started.elapsed();
+        metrics.generation(
+            format.as_str(),
+            if complete { "complete" } else { "aborted" },
+            sent,
+            elements,
+            elapsed,
+        );
+        if complete {
+            tracing::debug!(
+                bytes = sent,
+                ms = elapsed.as_millis() as u64,
+                "generation complete"
+            );
+        } else {
+            tracing::info!(
+                bytes = sent,
+                ms = elapsed.as_millis() as u64,
+                "client went away; generation stopped"
+            );
+        }
+    });
+    ChannelBody {
+        rx,
+        remaining,
+        slot: Some(slot),
+    }
+}
