@@ -289,60 +289,29 @@ struct Role {
     flax_collection: &'static str,
 }
 
-const WEIGHT: Role = Role {
-    neutral: "weight",
-    keras: "kernel",
-    flax: "kernel",
-    flax_collection: "params",
-};
-const BIAS: Role = Role {
-    neutral: "bias",
-    keras: "bias",
-    flax: "bias",
-    flax_collection: "params",
-};
-const EMBED: Role = Role {
-    neutral: "weight",
-    keras: "embeddings",
-    flax: "embedding",
-    flax_collection: "params",
-};
-const NORM_W: Role = Role {
-    neutral: "weight",
-    keras: "gamma",
-    flax: "scale",
-    flax_collection: "params",
-};
-const RMS_W: Role = Role {
-    neutral: "weight",
-    keras: "scale",
-    flax: "scale",
-    flax_collection: "params",
-};
-const NORM_B: Role = Role {
-    neutral: "bias",
-    keras: "beta",
-    flax: "bias",
-    flax_collection: "params",
-};
-const RUN_MEAN: Role = Role {
-    neutral: "running_mean",
-    keras: "moving_mean",
-    flax: "mean",
-    flax_collection: "batch_stats",
-};
-const RUN_VAR: Role = Role {
-    neutral: "running_var",
-    keras: "moving_variance",
-    flax: "var",
-    flax_collection: "batch_stats",
-};
-const NUM_BATCHES: Role = Role {
-    neutral: "num_batches_tracked",
-    keras: "",
-    flax: "",
-    flax_collection: "",
-};
+const fn role(
+    neutral: &'static str,
+    keras: &'static str,
+    flax: &'static str,
+    flax_collection: &'static str,
+) -> Role {
+    Role {
+        neutral,
+        keras,
+        flax,
+        flax_collection,
+    }
+}
+
+const WEIGHT: Role = role("weight", "kernel", "kernel", "params");
+const BIAS: Role = role("bias", "bias", "bias", "params");
+const EMBED: Role = role("weight", "embeddings", "embedding", "params");
+const NORM_W: Role = role("weight", "gamma", "scale", "params");
+const RMS_W: Role = role("weight", "scale", "scale", "params");
+const NORM_B: Role = role("bias", "beta", "bias", "params");
+const RUN_MEAN: Role = role("running_mean", "moving_mean", "mean", "batch_stats");
+const RUN_VAR: Role = role("running_var", "moving_variance", "var", "batch_stats");
+const NUM_BATCHES: Role = role("num_batches_tracked", "", "", "");
 
 fn tensor_name(fw: Framework, prefix: &str, role: &Role) -> String {
     match fw {
