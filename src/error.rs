@@ -36,6 +36,8 @@ pub enum ErrorCode {
     SizeOverflow,
     /// A configured limit (tensors, elements, bytes) is exceeded.
     LimitExceeded,
+    /// An `only` pattern that matches no tensor.
+    NoMatch,
 }
 
 impl ErrorCode {
@@ -56,6 +58,7 @@ impl ErrorCode {
             ErrorCode::DuplicateName => "duplicate_name",
             ErrorCode::SizeOverflow => "size_overflow",
             ErrorCode::LimitExceeded => "limit_exceeded",
+            ErrorCode::NoMatch => "no_match",
         }
     }
 
@@ -70,7 +73,7 @@ impl ErrorCode {
     }
 
     /// Every code, for documentation and for the test that keeps openapi.yaml in step.
-    pub const ALL: [ErrorCode; 15] = [
+    pub const ALL: [ErrorCode; 16] = [
         ErrorCode::MalformedJson,
         ErrorCode::InvalidType,
         ErrorCode::UnknownField,
@@ -86,6 +89,7 @@ impl ErrorCode {
         ErrorCode::DuplicateName,
         ErrorCode::SizeOverflow,
         ErrorCode::LimitExceeded,
+        ErrorCode::NoMatch,
     ];
 }
 

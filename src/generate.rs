@@ -26,9 +26,16 @@ pub struct Scratch {
     reader: Option<WordReader>,
     span: Vec<f32>,
     offsets: Vec<u64>,
+    generated: u64,
 }
 
 impl Scratch {
+    /// Logical elements generated through this scratch so far (a cost meter: seeking means a
+    /// small range of a huge tensor costs about its own length).
+    pub fn elements_generated(&self) -> u64 {
+        self.generated
+    }
+
     fn reader(&mut self, seed: u64, stream: u64) -> &mut WordReader {
         let stale = match &self.reader {
             Some(r) => r.seed() != seed || r.stream() != stream,
@@ -64,10 +71,33 @@ impl Generator {
         &self.plan
     }
 
-    /// `out[j]` = element `start + j` (output layout, row-major) of tensor `t`.
+    /// `out[j]` = element `start + j` (output layout, row-major) of tensor `t` — of its slice
+    /// when the request shards it.
     pub fn fill(&self, t: usize, start: u64, out: &mut [f32], scratch: &mut Scratch) {
         let tp = &self.plan.tensors[t];
         debug_assert!(start + out.len() as u64 <= tp.numel);
+        let Some(slice) = &tp.slice else {
+            return self.fill_full(t, start, out, scratch);
+        };
+        // A slice along axis d is a sequence of contiguous runs of the full tensor: for each
+        // index over the axes before d, `len·inner` elements starting at `start·inner`.
+        let inner: u64 = tp.shape[slice.dim + 1..].iter().product();
+        let run = tp.shape[slice.dim] * inner;
+        let full_run = slice.full_shape[slice.dim] * inner;
+        let mut done = 0usize;
+        while done < out.len() {
+            let i = start + done as u64;
+            let (outer, within) = (i / run, i % run);
+            let n = ((run - within) as usize).min(out.len() - done);
+            let full_index = outer * full_run + slice.start * inner + within;
+            self.fill_full(t, full_index, &mut out[done..done + n], scratch);
+            done += n;
+        }
+    }
+
+    /// Elements of the whole (unsharded) tensor in its output layout.
+    fn fill_full(&self, t: usize, start: u64, out: &mut [f32], scratch: &mut Scratch) {
+        let tp = &self.plan.tensors[t];
         match &tp.layout {
             Layout::Identity => self.fill_logical(t, start, out, scratch),
             Layout::Permuted { perm } => self.fill_permuted(t, perm, start, out, scratch),
@@ -99,6 +129,7 @@ impl Generator {
     /// Elements in PyTorch (logical) order.
     fn fill_logical(&self, t: usize, start: u64, out: &mut [f32], scratch: &mut Scratch) {
         let tp: &TensorPlan = &self.plan.tensors[t];
+        scratch.generated += out.len() as u64;
         match &tp.resolved.source {
             ValueSource::Constant(v) => out.fill(*v),
             ValueSource::Random(kernel) => {
@@ -167,7 +198,7 @@ impl Generator {
             return;
         }
         let tp = &self.plan.tensors[t];
-        let shape = &tp.shape;
+        let shape = tp.full_shape();
         let n = shape.len();
         let inner = shape[n - 1];
         let lstrides = strides(&tp.logical_shape);

@@ -49,6 +49,15 @@ pub enum Layout {
     Permuted { perm: Vec<usize> },
 }
 
+/// This rank's part of a tensor-parallel tensor: `shape[dim]` elements starting at `start`
+/// along axis `dim` of `full_shape` (output layout).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Slice {
+    pub dim: usize,
+    pub start: u64,
+    pub full_shape: Vec<u64>,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct TensorPlan {
     pub name: String,
@@ -70,6 +79,25 @@ pub struct TensorPlan {
     pub zero_row: Option<u64>,
     /// JSON path of the layer or tensor entry this tensor comes from.
     pub origin: String,
+    /// Set when the request shards this tensor; `shape` and `numel` are then the slice's.
+    pub slice: Option<Slice>,
+}
+
+impl TensorPlan {
+    /// The whole tensor's shape in the output layout (before any sharding).
+    pub fn full_shape(&self) -> &[u64] {
+        match &self.slice {
+            Some(s) => &s.full_shape,
+            None => &self.shape,
+        }
+    }
+
+    /// The slice as JSON (`{"dim", "start", "length", "full_shape"}`), if any.
+    pub fn slice_json(&self) -> Option<Value> {
+        self.slice.as_ref().map(|s| {
+            json!({"dim": s.dim, "start": s.start, "length": self.shape[s.dim], "full_shape": s.full_shape})
+        })
+    }
 }
 
 impl TensorPlan {
@@ -90,6 +118,9 @@ impl TensorPlan {
         }
         if let Some(r) = self.zero_row {
             v["zero_row"] = json!(r);
+        }
+        if let Some(sl) = self.slice_json() {
+            v["slice"] = sl;
         }
         v
     }
@@ -184,6 +215,7 @@ struct Draft {
     resolved: Resolved,
     zero_row: Option<u64>,
     origin: String,
+    slice: Option<Slice>,
 }
 
 fn checked_numel(shape: &[u64], path: &str) -> Result<u64> {
@@ -419,6 +451,7 @@ impl LayerCtx<'_> {
             resolved,
             zero_row: None,
             origin: self.path.clone(),
+            slice: None,
         });
         Ok(())
     }
@@ -752,6 +785,7 @@ fn raw_drafts(req: &Request, drafts: &mut Vec<Draft>) -> Result<()> {
             resolved,
             zero_row: None,
             origin: path,
+            slice: None,
         });
     }
     Ok(())
@@ -786,6 +820,123 @@ fn dtype_max(d: DType) -> f64 {
     }
 }
 
+/// `only`: keeps the tensors whose name matches one of the patterns; a pattern that matches
+/// nothing is an error (it is almost certainly a typo).
+fn select(req: &Request, drafts: Vec<Draft>) -> Result<Vec<Draft>> {
+    let Some(patterns) = &req.only else {
+        return Ok(drafts);
+    };
+    let mut matchers = Vec::with_capacity(patterns.len());
+    for (i, p) in patterns.iter().enumerate() {
+        let m = crate::spec::glob(p).map_err(|e| {
+            SpecError::new(
+                ErrorCode::InvalidValue,
+                index("only", i),
+                format!("not a valid glob pattern: {e}"),
+            )
+        })?;
+        matchers.push(m);
+    }
+    let mut used = vec![false; patterns.len()];
+    let kept: Vec<Draft> = drafts
+        .into_iter()
+        .filter(|d| {
+            let mut keep = false;
+            for (i, m) in matchers.iter().enumerate() {
+                if m.is_match(&d.name) {
+                    used[i] = true;
+                    keep = true;
+                }
+            }
+            keep
+        })
+        .collect();
+    if let Some(i) = used.iter().position(|u| !u) {
+        return Err(SpecError::new(
+            ErrorCode::NoMatch,
+            index("only", i),
+            format!(
+                "`{}` matches no tensor of this request (POST /v1/plan lists them)",
+                patterns[i]
+            ),
+        ));
+    }
+    Ok(kept)
+}
+
+/// Splits `size` like `numpy.array_split`: the first `size % n` parts get one more.
+pub fn split_range(size: u64, world_size: u64, rank: u64) -> (u64, u64) {
+    let (base, rem) = (size / world_size, size % world_size);
+    let start = rank * base + rank.min(rem);
+    let len = base + u64::from(rank < rem);
+    (start, len)
+}
+
+/// `shard`: replaces each tensor's shape by this rank's slice along its axis.
+fn shard(req: &Request, mut drafts: Vec<Draft>) -> Result<Vec<Draft>> {
+    let Some(sh) = &req.shard else {
+        return Ok(drafts);
+    };
+    let mut rules = Vec::with_capacity(sh.dims.len());
+    for (p, d) in &sh.dims {
+        let path = format!(
+            "shard.dims[{}]",
+            serde_json::to_string(p).unwrap_or_default()
+        );
+        let m = crate::spec::glob(p).map_err(|e| {
+            SpecError::new(
+                ErrorCode::InvalidValue,
+                &path,
+                format!("not a valid glob pattern: {e}"),
+            )
+        })?;
+        rules.push((p.as_str(), m, *d, path));
+    }
+    for d in &mut drafts {
+        // The most specific matching pattern wins: an exact name, else the longest pattern;
+        // ties go to the first in byte order.
+        let literal = |p: &str| !p.contains(['*', '?', '[', '{', '\\']);
+        let rule = rules
+            .iter()
+            .filter(|(_, m, ..)| m.is_match(&d.name))
+            .max_by(|a, b| {
+                (literal(a.0), a.0.len())
+                    .cmp(&(literal(b.0), b.0.len()))
+                    .then_with(|| b.0.cmp(a.0))
+            });
+        let (axis, path) = match rule {
+            Some((_, _, axis, path)) => (*axis, path.clone()),
+            None => (sh.dim, "shard.dim".to_string()),
+        };
+        let Some(axis) = axis else { continue };
+        let rank = d.shape.len() as i64;
+        if rank == 0 {
+            continue; // scalars are always replicated
+        }
+        let a = if axis < 0 { axis + rank } else { axis };
+        if !(0..rank).contains(&a) {
+            return Err(SpecError::new(
+                ErrorCode::InvalidValue,
+                path,
+                format!(
+                    "tensor `{}` has shape {:?}, which has no axis {axis}; map it in `shard.dims` (null replicates it)",
+                    d.name, d.shape
+                ),
+            ));
+        }
+        let a = a as usize;
+        let (start, len) = split_range(d.shape[a], sh.world_size, sh.rank);
+        let full_shape = d.shape.clone();
+        d.shape[a] = len;
+        d.slice = Some(Slice {
+            dim: a,
+            start,
+            full_shape,
+        });
+    }
+    Ok(drafts)
+}
+
 pub fn build(req: Request, limits: &Limits) -> Result<Plan> {
     let mut drafts = Vec::new();
     layer_drafts(&req, &mut drafts)?;
@@ -814,6 +965,9 @@ pub fn build(req: Request, limits: &Limits) -> Result<Plan> {
         }
     }
 
+    let drafts = select(&req, drafts)?;
+    let drafts = shard(&req, drafts)?;
+
     let mut total_elements: u64 = 0;
     let mut sized = Vec::with_capacity(drafts.len());
     for d in drafts {
@@ -832,10 +986,14 @@ pub fn build(req: Request, limits: &Limits) -> Result<Plan> {
                 "the total element count overflows 64 bits",
             )
         })?;
+        let full_numel = match &d.slice {
+            Some(sl) => checked_numel(&sl.full_shape, &d.origin)?,
+            None => numel,
+        };
         if d.resolved.source.is_whole_tensor() {
             let logical = &d.logical_shape;
-            let small = logical[0].min(numel / logical[0].max(1));
-            if numel > MAX_WHOLE_TENSOR_ELEMENTS
+            let small = logical[0].min(full_numel / logical[0].max(1));
+            if full_numel > MAX_WHOLE_TENSOR_ELEMENTS
                 || (matches!(d.resolved.source, ValueSource::Orthogonal { .. })
                     && small > MAX_ORTHOGONAL_SMALL_DIM)
             {
@@ -843,7 +1001,7 @@ pub fn build(req: Request, limits: &Limits) -> Result<Plan> {
                     ErrorCode::LimitExceeded,
                     d.origin.clone(),
                     format!(
-                        "`{}` needs the whole tensor in memory; it is limited to {MAX_WHOLE_TENSOR_ELEMENTS} elements (and orthogonal to a smaller side of {MAX_ORTHOGONAL_SMALL_DIM}), this tensor has {numel}",
+                        "`{}` needs the whole tensor in memory; it is limited to {MAX_WHOLE_TENSOR_ELEMENTS} elements (and orthogonal to a smaller side of {MAX_ORTHOGONAL_SMALL_DIM}), this tensor has {full_numel}",
                         d.resolved.info.spec.def.name
                     ),
                 ));
@@ -907,6 +1065,7 @@ pub fn build(req: Request, limits: &Limits) -> Result<Plan> {
             resolved: d.resolved,
             zero_row: d.zero_row,
             origin: d.origin,
+            slice: d.slice,
         });
     }
     let data_bytes = offset;
@@ -960,7 +1119,16 @@ fn safetensors_header(req: &Request, canonical: &str, tensors: &[TensorPlan]) ->
     let js = |s: &str| serde_json::to_string(s).unwrap_or_default();
     let mut h = String::with_capacity(256 + canonical.len() + tensors.len() * 96);
     h.push_str("{\"__metadata__\":{");
-    for (i, (k, v)) in file_metadata(req, canonical).iter().enumerate() {
+    let mut metadata = file_metadata(req, canonical);
+    let slices: serde_json::Map<String, Value> = tensors
+        .iter()
+        .filter_map(|t| t.slice_json().map(|j| (t.name.clone(), j)))
+        .collect();
+    if !slices.is_empty() {
+        // A shard file describes itself: each sliced tensor's full shape and offsets.
+        metadata.insert("paraminit.slices", Value::Object(slices).to_string());
+    }
+    for (i, (k, v)) in metadata.iter().enumerate() {
         if i > 0 {
             h.push(',');
         }

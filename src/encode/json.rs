@@ -74,11 +74,14 @@ impl JsonBody {
                     }
                     out.push(b'\n');
                     let head = format!(
-                        "{{\"name\":{},\"dtype\":{},\"shape\":{},\"init\":{},\"data\":[",
+                        "{{\"name\":{},\"dtype\":{},\"shape\":{},\"init\":{},{}\"data\":[",
                         json!(tp.name),
                         json!(tp.dtype.as_str()),
                         json!(tp.shape),
                         tp.resolved.info.to_json(),
+                        tp.slice_json()
+                            .map(|s| format!("\"slice\":{s},"))
+                            .unwrap_or_default(),
                     );
                     out.extend_from_slice(head.as_bytes());
                     self.phase = Phase::Data { tensor: t, next: 0 };

@@ -120,6 +120,18 @@ pub struct RawTensor {
     pub fan_out: Option<u64>,
 }
 
+/// Tensor-parallel sharding: this rank's slice of every tensor (SPEC §2 "Partial requests").
+#[derive(Clone, Debug, PartialEq)]
+pub struct Shard {
+    pub rank: u64,
+    pub world_size: u64,
+    /// Default split axis (negative counts from the end); `None` replicates by default.
+    pub dim: Option<i64>,
+    /// Per-tensor overrides: glob → axis, or `None` to replicate. The most specific matching
+    /// pattern wins: an exact name, else the longest pattern (ties: the first in byte order).
+    pub dims: Vec<(String, Option<i64>)>,
+}
+
 /// A validated request.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Request {
@@ -128,6 +140,9 @@ pub struct Request {
     pub dtype: DType,
     pub layers: Vec<Layer>,
     pub tensors: Vec<RawTensor>,
+    /// Tensor names or glob patterns; the response holds only the matching tensors.
+    pub only: Option<Vec<String>>,
+    pub shard: Option<Shard>,
 }
 
 /// Seeds above 2^53 are echoed as strings: many JSON readers parse numbers as doubles.
@@ -184,6 +199,35 @@ pub fn parse(value: &Value) -> Result<Request> {
             .collect::<Result<_>>()?,
         Some((v, p)) => return Err(wrong_type(&p, "a list of tensors", v)),
     };
+    let only = match root.get_any(&["only"])? {
+        None => None,
+        Some((Value::Array(items), p)) => {
+            let mut pats = Vec::with_capacity(items.len());
+            for (i, item) in items.iter().enumerate() {
+                let ip = index(&p, i);
+                match item {
+                    Value::String(s) => {
+                        check_glob(s, &ip)?;
+                        pats.push(s.clone());
+                    }
+                    other => return Err(wrong_type(&ip, "a tensor name or glob pattern", other)),
+                }
+            }
+            if pats.is_empty() {
+                return Err(SpecError::new(
+                    ErrorCode::InvalidValue,
+                    p,
+                    "`only` must list at least one name or pattern",
+                ));
+            }
+            Some(pats)
+        }
+        Some((v, p)) => return Err(wrong_type(&p, "a list of tensor names or glob patterns", v)),
+    };
+    let shard = match root.get_any(&["shard"])? {
+        None => None,
+        Some((v, p)) => Some(parse_shard(v, &p)?),
+    };
     root.finish()?;
     Ok(Request {
         seed,
@@ -191,6 +235,102 @@ pub fn parse(value: &Value) -> Result<Request> {
         dtype,
         layers,
         tensors,
+        only,
+        shard,
+    })
+}
+
+/// Compiles a glob as `plan` will (`*` and `?` match any character, `.` and `/` included).
+pub fn glob(pattern: &str) -> std::result::Result<globset::GlobMatcher, globset::Error> {
+    globset::GlobBuilder::new(pattern)
+        .literal_separator(false)
+        .backslash_escape(true)
+        .build()
+        .map(|g| g.compile_matcher())
+}
+
+fn check_glob(pattern: &str, path: &str) -> Result<()> {
+    if pattern.is_empty() {
+        return Err(SpecError::new(
+            ErrorCode::InvalidValue,
+            path,
+            "a pattern must not be empty",
+        ));
+    }
+    glob(pattern).map(|_| ()).map_err(|e| {
+        SpecError::new(
+            ErrorCode::InvalidValue,
+            path,
+            format!("not a valid glob pattern: {e}"),
+        )
+    })
+}
+
+fn shard_dim(v: &Value, path: &str) -> Result<Option<i64>> {
+    match v {
+        Value::Null => Ok(None),
+        other => {
+            let d = fields::integer(other, path)?;
+            if !(-64..64).contains(&d) {
+                return Err(SpecError::new(
+                    ErrorCode::InvalidValue,
+                    path,
+                    format!("{d} is not a tensor axis"),
+                ));
+            }
+            Ok(Some(d))
+        }
+    }
+}
+
+fn parse_shard(v: &Value, path: &str) -> Result<Shard> {
+    let o = Obj::new(v, path)?;
+    let (ws, _) = o.size_any(&["world_size"])?.ok_or_else(|| {
+        SpecError::new(
+            ErrorCode::MissingField,
+            join(path, "world_size"),
+            "a shard needs `world_size`",
+        )
+    })?;
+    let (rank_v, rank_path) = o.require_any(&["rank"], " (0 ≤ rank < world_size)")?;
+    let rank = match rank_v {
+        Value::Number(n) => n.as_u64().filter(|&r| r < ws).ok_or_else(|| {
+            SpecError::new(
+                ErrorCode::InvalidValue,
+                &rank_path,
+                format!("rank must be an integer in [0, {ws}), got {n}"),
+            )
+        })?,
+        other => return Err(wrong_type(&rank_path, "an integer", other)),
+    };
+    let dim = match o.get_any(&["dim"])? {
+        None => Some(0),
+        Some((v, p)) => shard_dim(v, &p)?,
+    };
+    let mut dims = Vec::new();
+    if let Some((dv, dp)) = o.get_any(&["dims"])? {
+        let m = match dv {
+            Value::Object(m) => m,
+            other => {
+                return Err(wrong_type(
+                    &dp,
+                    "an object mapping name patterns to an axis or null",
+                    other,
+                ));
+            }
+        };
+        for (pat, d) in m {
+            let pp = format!("{dp}[{}]", serde_json::to_string(pat).unwrap_or_default());
+            check_glob(pat, &pp)?;
+            dims.push((pat.clone(), shard_dim(d, &pp)?));
+        }
+    }
+    o.finish()?;
+    Ok(Shard {
+        rank,
+        world_size: ws,
+        dim,
+        dims,
     })
 }
 
@@ -313,6 +453,17 @@ impl Request {
             })
             .collect();
         m.insert("tensors".into(), Value::Array(tensors));
+        if let Some(only) = &self.only {
+            m.insert("only".into(), json!(only));
+        }
+        if let Some(sh) = &self.shard {
+            let dims: Map<String, Value> =
+                sh.dims.iter().map(|(p, d)| (p.clone(), json!(d))).collect();
+            m.insert(
+                "shard".into(),
+                json!({"rank": sh.rank, "world_size": sh.world_size, "dim": sh.dim, "dims": dims}),
+            );
+        }
         Value::Object(m)
     }
 }
