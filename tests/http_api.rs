@@ -419,7 +419,7 @@ async fn not_found_and_method_not_allowed_are_envelopes() {
     assert_envelope(&v, "not_found", None);
     let v = json_of(&app, post("/v1/nope", "{}"), StatusCode::NOT_FOUND).await;
     assert_envelope(&v, "not_found", None);
-    let res = send(&app, get("/v1/init")).await;
+    let res = send(&app, get("/v1/plan")).await;
     assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED);
     let v: Value = serde_json::from_slice(&body_bytes(res).await).unwrap();
     assert_envelope(&v, "method_not_allowed", None);

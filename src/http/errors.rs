@@ -20,7 +20,8 @@ pub mod codes {
     pub const BUSY: &str = "busy";
     pub const SHUTTING_DOWN: &str = "shutting_down";
     pub const INTERNAL: &str = "internal";
-    pub const ALL: [&str; 9] = [
+    pub const RANGE_NOT_SATISFIABLE: &str = "range_not_satisfiable";
+    pub const ALL: [&str; 10] = [
         UNAUTHORIZED,
         NOT_FOUND,
         METHOD_NOT_ALLOWED,
@@ -30,6 +31,7 @@ pub mod codes {
         BUSY,
         SHUTTING_DOWN,
         INTERNAL,
+        RANGE_NOT_SATISFIABLE,
     ];
 }
 

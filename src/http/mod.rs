@@ -5,6 +5,7 @@ pub mod errors;
 pub mod metrics;
 pub mod middleware;
 pub mod negotiate;
+pub mod range;
 pub mod stream;
 
 use std::future::Future;
@@ -63,8 +64,9 @@ impl AppState {
 }
 
 /// Every route as (method, path); `openapi.yaml` describes exactly these (tested).
-pub const ROUTES: [(&str, &str); 7] = [
+pub const ROUTES: [(&str, &str); 8] = [
     ("POST", "/v1/init"),
+    ("GET", "/v1/init"),
     ("POST", "/v1/plan"),
     ("GET", "/v1/initializers"),
     ("GET", "/healthz"),
@@ -76,7 +78,7 @@ pub const ROUTES: [(&str, &str); 7] = [
 /// The routes only, without the middleware stack.
 pub fn routes(state: AppState) -> Router {
     Router::new()
-        .route("/v1/init", post(init))
+        .route("/v1/init", post(init).get(init_get))
         .route("/v1/plan", post(plan_route))
         .route("/v1/initializers", get(initializers))
         .route("/healthz", get(healthz))
@@ -142,18 +144,112 @@ fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
         .any(|t| t.trim() == "*" || strip(t) == want)
 }
 
+/// The longest `spec` query value accepted by `GET /v1/init` (base64url characters). Longer
+/// requests should be POSTed; many proxies refuse URLs beyond a few KiB anyway.
+pub const MAX_GET_SPEC_CHARS: usize = 48 * 1024;
+
+/// Cache lifetime of `GET /v1/init` responses: the bytes for a URL never change.
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+
 async fn init(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
     let format = negotiate::negotiate(req.uri().query(), req.headers())?;
     let headers = req.headers().clone();
     let SpecBody(request) = SpecBody::from_request(req, &state).await?;
-    let plan = build_plan(&state, request).await?;
+    respond(&state, &headers, format, request, false).await
+}
+
+/// `GET /v1/init?spec=<base64url of the request JSON>&format=…`: the same bytes as the POST,
+/// cacheable and resumable.
+async fn init_get(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
+    use base64::Engine;
+    let format = negotiate::negotiate(req.uri().query(), req.headers())?;
+    let query = req.uri().query().unwrap_or("");
+    let invalid = |msg: String| {
+        ApiError::new(StatusCode::BAD_REQUEST, codes::INVALID_QUERY, msg).with_path("?spec")
+    };
+    let spec = query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(k, _)| *k == "spec")
+        .map(|(_, v)| v)
+        .ok_or_else(|| invalid("`spec` is required: the request JSON, base64url-encoded".into()))?;
+    if spec.len() > MAX_GET_SPEC_CHARS {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            crate::error::ErrorCode::LimitExceeded.as_str(),
+            format!("`spec` is {} characters; GET accepts at most {MAX_GET_SPEC_CHARS}: POST the request instead", spec.len()),
+        )
+        .with_path("?spec"));
+    }
+    // Accept the alphabet with or without `=` padding (clients differ).
+    let trimmed = spec.trim_end_matches("%3D").trim_end_matches('=');
+    let body = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(trimmed)
+        .map_err(|e| invalid(format!("`spec` is not base64url: {e}")))?;
+    if body.len() > state.config.max_body_bytes {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            crate::error::ErrorCode::LimitExceeded.as_str(),
+            format!(
+                "the decoded request is {} bytes; the limit is {} (PARAMINIT_MAX_BODY_BYTES)",
+                body.len(),
+                state.config.max_body_bytes
+            ),
+        ));
+    }
+    let request = crate::spec::parse_bytes(&body).map_err(ApiError::from)?;
+    respond(&state, req.headers(), format, request, true).await
+}
+
+/// Everything after the request is parsed: plan, conditional and range handling, a job slot,
+/// then the streaming body.
+async fn respond(
+    state: &AppState,
+    headers: &HeaderMap,
+    format: Format,
+    request: crate::spec::Request,
+    cacheable: bool,
+) -> Result<Response, ApiError> {
+    let plan = build_plan(state, request).await?;
     let etag = plan.etag(format);
     let etag_value = HeaderValue::from_str(&etag).map_err(|_| ApiError::internal())?;
-    if if_none_match(&headers, &etag) {
+    let common = |h: &mut HeaderMap| {
+        h.insert(header::ETAG, etag_value.clone());
+        h.insert(header::VARY, HeaderValue::from_static("accept"));
+        if cacheable {
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static(IMMUTABLE));
+        }
+        if format == Format::Safetensors {
+            h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+        }
+    };
+    if if_none_match(headers, &etag) {
         let mut res = StatusCode::NOT_MODIFIED.into_response();
-        res.headers_mut().insert(header::ETAG, etag_value);
+        common(res.headers_mut());
         return Ok(res);
     }
+    let total = plan.file_bytes;
+    let answer = match format {
+        Format::Safetensors => range::decide(headers, &etag, total),
+        Format::Json => range::RangeAnswer::Full,
+    };
+    let byte_range = match answer {
+        range::RangeAnswer::Full => None,
+        range::RangeAnswer::Partial { start, end } => Some((start, end)),
+        range::RangeAnswer::Unsatisfiable => {
+            let mut res = ApiError::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                codes::RANGE_NOT_SATISFIABLE,
+                format!("the requested range is outside the {total}-byte file"),
+            )
+            .into_response();
+            common(res.headers_mut());
+            let cr = HeaderValue::from_str(&format!("bytes */{total}"))
+                .map_err(|_| ApiError::internal())?;
+            res.headers_mut().insert(header::CONTENT_RANGE, cr);
+            return Ok(res);
+        }
+    };
     let permit = state.jobs.clone().try_acquire_owned().map_err(|_| {
         state.metrics.job_rejected();
         let mut e = ApiError::new(
@@ -168,10 +264,10 @@ async fn init(State(state): State<AppState>, req: Request) -> Result<Response, A
         e
     })?;
     let slot = stream::JobSlot::new(permit, state.metrics.clone());
-    let body = stream::spawn_generation(&state, Arc::new(plan), format, slot);
+    let body = stream::spawn_generation(state, Arc::new(plan), format, slot, byte_range);
     let mut res = Response::new(Body::new(body));
     let h = res.headers_mut();
-    h.insert(header::ETAG, etag_value);
+    common(h);
     match format {
         Format::Json => {
             h.insert(
@@ -190,7 +286,12 @@ async fn init(State(state): State<AppState>, req: Request) -> Result<Response, A
             );
         }
     }
-    h.insert(header::VARY, HeaderValue::from_static("accept"));
+    if let Some((start, end)) = byte_range {
+        *res.status_mut() = StatusCode::PARTIAL_CONTENT;
+        let cr = HeaderValue::from_str(&format!("bytes {start}-{}/{total}", end - 1))
+            .map_err(|_| ApiError::internal())?;
+        res.headers_mut().insert(header::CONTENT_RANGE, cr);
+    }
     Ok(res)
 }
 

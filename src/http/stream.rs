@@ -103,6 +103,7 @@ pub fn spawn_generation(
     plan: Arc<Plan>,
     format: Format,
     slot: JobSlot,
+    byte_range: Option<(u64, u64)>,
 ) -> ChannelBody {
     let (tx, rx) = mpsc::channel::<Bytes>(CHANNEL_CHUNKS);
     let slot = Arc::new(slot);
@@ -110,8 +111,10 @@ pub fn spawn_generation(
     let pool = state.pool.clone();
     let metrics = state.metrics.clone();
     let span = tracing::Span::current();
+    // Bytes [start, end) of the safetensors file; JSON has no ranges.
+    let (start, end) = byte_range.unwrap_or((0, plan.file_bytes));
     let remaining = match format {
-        Format::Safetensors => Some(plan.file_bytes),
+        Format::Safetensors => Some(end - start),
         Format::Json => None,
     };
     tokio::task::spawn_blocking(move || {
@@ -123,7 +126,7 @@ pub fn spawn_generation(
         let generator = Generator::new(plan);
         let mut source: Box<dyn FnMut() -> Option<Vec<u8>> + Send> = match format {
             Format::Safetensors => {
-                let mut b = SafetensorsBody::new(generator, 0, file_bytes, SAFETENSORS_CHUNK);
+                let mut b = SafetensorsBody::new(generator, start, end, SAFETENSORS_CHUNK);
                 Box::new(move || b.next_chunk())
             }
             Format::Json => {
@@ -141,9 +144,11 @@ pub fn spawn_generation(
             }
             sent += n;
         }
-        let elements = if complete {
+        let whole = sent == file_bytes || format == Format::Json;
+        let elements = if complete && whole {
             total_elements
         } else if format == Format::Safetensors && file_bytes > 0 {
+            // A range or an aborted stream: elements in proportion to the bytes sent.
             (total_elements as u128 * sent as u128 / file_bytes as u128) as u64
         } else {
             0
