@@ -45,6 +45,13 @@ pub enum Command {
     },
     /// Print the resolved plan of a request file as JSON.
     Plan { spec: PathBuf },
+    /// Print the signal-propagation report (per-layer forward/backward variance, verdict).
+    Analyze {
+        spec: PathBuf,
+        /// Batch of the measured pass (clamped to the work bound).
+        #[arg(long, default_value_t = crate::analyze::DEFAULT_BATCH)]
+        batch: usize,
+    },
     /// Exit 0 when the local service answers /healthz (for container health checks).
     Healthcheck {
         /// host:port to check; default from PARAMINIT_ADDR, with 0.0.0.0 taken as 127.0.0.1.

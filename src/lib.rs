@@ -4,6 +4,7 @@
 //! `sample` producing the values) wrapped by a thin asynchronous HTTP edge (`http`) and a
 //! command line (`cli`). The core never sees tokio.
 
+pub mod analyze;
 pub mod cli;
 pub mod config;
 pub mod encode;

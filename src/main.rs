@@ -1,6 +1,7 @@
 //! The `paraminit` binary: a thin shell over the library's command line.
 
 use std::io::Write;
+use std::sync::Arc;
 
 use clap::Parser;
 use paraminit::cli::{self, Cli, Command, Failure};
@@ -14,14 +15,9 @@ fn main() {
             output,
             format,
         } => cli::generate(&spec, &output, format),
-        Command::Plan { spec } => cli::plan_file(&spec).and_then(|p| {
-            let text = format!("{:#}\n", p.to_json());
-            // A closed pipe (`| head`) is not an error worth a message.
-            match std::io::stdout().write_all(text.as_bytes()) {
-                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
-                _ => Ok(()),
-            }
-        }),
+        Command::Plan { spec } => cli::plan_file(&spec).and_then(|p| print_json(&p.to_json())),
+        Command::Analyze { spec, batch } => cli::plan_file(&spec)
+            .and_then(|p| print_json(&paraminit::analyze::analyze(Arc::new(p), batch))),
         Command::Healthcheck { addr } => {
             let addr = match addr {
                 Some(a) => a,
@@ -33,6 +29,15 @@ fn main() {
     };
     if let Err(f) = result {
         std::process::exit(cli::report(f));
+    }
+}
+
+fn print_json(v: &serde_json::Value) -> Result<(), Failure> {
+    let text = format!("{v:#}\n");
+    // A closed pipe (`| head`) is not an error worth a message.
+    match std::io::stdout().write_all(text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
     }
 }
 

@@ -64,9 +64,11 @@ impl AppState {
 }
 
 /// Every route as (method, path); `openapi.yaml` describes exactly these (tested).
-pub const ROUTES: [(&str, &str); 8] = [
+pub const ROUTES: [(&str, &str); 10] = [
+    ("GET", "/"),
     ("POST", "/v1/init"),
     ("GET", "/v1/init"),
+    ("POST", "/v1/analyze"),
     ("POST", "/v1/plan"),
     ("GET", "/v1/initializers"),
     ("GET", "/healthz"),
@@ -80,6 +82,8 @@ pub fn routes(state: AppState) -> Router {
     Router::new()
         .route("/v1/init", post(init).get(init_get))
         .route("/v1/plan", post(plan_route))
+        .route("/v1/analyze", post(analyze_route))
+        .route("/", get(explorer))
         .route("/v1/initializers", get(initializers))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -309,6 +313,84 @@ async fn plan_route(State(state): State<AppState>, req: Request) -> Result<Respo
     let SpecBody(request) = SpecBody::from_request(req, &state).await?;
     let plan = build_plan(&state, request).await?;
     Ok(json_response(StatusCode::OK, &plan.to_json()))
+}
+
+/// The explorer page: plain HTML, CSS and script, embedded; no external resources.
+pub const EXPLORER_HTML: &str = include_str!("explorer.html");
+
+async fn explorer() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'",
+            ),
+        ],
+        EXPLORER_HTML,
+    )
+        .into_response()
+}
+
+/// `POST /v1/analyze[?batch=N]`: the signal-propagation report plus value histograms.
+async fn analyze_route(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
+    negotiate::require_json(req.headers())?;
+    let batch = match req
+        .uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|p| p.split_once('='))
+        .find(|(k, _)| *k == "batch")
+    {
+        None => crate::analyze::DEFAULT_BATCH,
+        Some((_, v)) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|b| (1..=crate::analyze::MAX_BATCH).contains(b))
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    codes::INVALID_QUERY,
+                    format!(
+                        "batch must be an integer from 1 to {}",
+                        crate::analyze::MAX_BATCH
+                    ),
+                )
+                .with_path("?batch")
+            })?,
+    };
+    let SpecBody(request) = SpecBody::from_request(req, &state).await?;
+    let plan = Arc::new(build_plan(&state, request).await?);
+    // The measured pass is bounded (batch × parameters ≤ MAX_WORK) but CPU-heavy: it takes a
+    // job slot like a generation and runs off the async workers.
+    let permit = state.jobs.clone().try_acquire_owned().map_err(|_| {
+        state.metrics.job_rejected();
+        let mut e = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            codes::BUSY,
+            "all generation slots are busy (PARAMINIT_MAX_JOBS)",
+        );
+        e.retry_after = Some(RETRY_AFTER_SECS);
+        e
+    })?;
+    let pool = state.pool.clone();
+    let report = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        pool.install(|| {
+            let mut r = crate::analyze::analyze(plan.clone(), batch);
+            r["histograms"] = crate::analyze::histograms(plan);
+            r
+        })
+    })
+    .await
+    .map_err(|e| {
+        if e.is_panic() {
+            std::panic::resume_unwind(e.into_panic());
+        }
+        ApiError::internal()
+    })?;
+    Ok(json_response(StatusCode::OK, &report))
 }
 
 async fn initializers(headers: HeaderMap) -> Result<Response, ApiError> {
