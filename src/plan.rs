@@ -757,6 +757,47 @@ fn raw_drafts(req: &Request, drafts: &mut Vec<Draft>) -> Result<()> {
     Ok(())
 }
 
+/// `hf_config`: the tensors `save_pretrained` writes, with stream identity `hf/<name>`.
+fn hf_drafts(req: &Request, drafts: &mut Vec<Draft>) -> Result<()> {
+    let Some(model) = &req.hf else {
+        return Ok(());
+    };
+    use crate::hf::HfInit;
+    for t in model.tensors() {
+        let (spec, why) = match t.init {
+            HfInit::Normal { std, why } => {
+                (named("normal").with("std", ParamValue::Float(std)), why)
+            }
+            HfInit::Zeros { why } => (named("zeros"), why),
+            HfInit::Ones { why } => (named("ones"), why),
+        };
+        let ctx = TensorCtx {
+            framework: Framework::PyTorch,
+            shape: &t.shape,
+            logical_shape: &t.shape,
+            fan_in: None,
+            fan_out: None,
+            activation: None,
+            path: "hf_config",
+        };
+        let mut resolved = init::resolve(&spec, &ctx)?;
+        resolved.info.reason = Some(format!("{} {}", model.arch.name(), why));
+        drafts.push(Draft {
+            identity: format!("hf/{}", t.name),
+            name: t.name,
+            name_path: "hf_config".into(),
+            dtype: req.dtype,
+            logical_shape: t.shape.clone(),
+            shape: t.shape,
+            layout: Layout::Identity,
+            resolved,
+            zero_row: t.zero_row,
+            origin: "hf_config".into(),
+        });
+    }
+    Ok(())
+}
+
 /// The largest absolute value a source can produce (Box–Muller with 24-bit inputs never
 /// exceeds |z| = √(2·24·ln 2) < 5.8).
 fn max_abs(src: &ValueSource) -> f64 {
@@ -789,6 +830,7 @@ fn dtype_max(d: DType) -> f64 {
 pub fn build(req: Request, limits: &Limits) -> Result<Plan> {
     let mut drafts = Vec::new();
     layer_drafts(&req, &mut drafts)?;
+    hf_drafts(&req, &mut drafts)?;
     raw_drafts(&req, &mut drafts)?;
 
     if drafts.len() as u64 > limits.max_tensors {

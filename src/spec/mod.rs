@@ -128,6 +128,8 @@ pub struct Request {
     pub dtype: DType,
     pub layers: Vec<Layer>,
     pub tensors: Vec<RawTensor>,
+    /// A Hugging Face model (`hf_config`), instead of `layers`.
+    pub hf: Option<crate::hf::HfModel>,
 }
 
 /// Seeds above 2^53 are echoed as strings: many JSON readers parse numbers as doubles.
@@ -163,13 +165,19 @@ pub fn parse(value: &Value) -> Result<Request> {
         Some((v, p)) => DType::parse(v, &p)?,
         None => DType::F32,
     };
-    if let Some((_, p)) = root.get_any(&["hf_config"])? {
-        return Err(SpecError::new(
-            ErrorCode::UnsupportedLayerType,
-            p,
-            "`hf_config` (Hugging Face configs) is not implemented in this release; describe the model with `layers` and `tensors`",
-        ));
-    }
+    let hf = match root.get_any(&["hf_config"])? {
+        Some((v, p)) => {
+            if framework != Framework::PyTorch {
+                return Err(SpecError::new(
+                    ErrorCode::InvalidValue,
+                    "framework",
+                    "`hf_config` describes a PyTorch (transformers) model; use framework `pytorch`",
+                ));
+            }
+            Some(crate::hf::parse(v, &p)?)
+        }
+        None => None,
+    };
     let layers = match root.get_any(&["layers"])? {
         None => Vec::new(),
         Some((Value::Array(items), p)) => layers::parse_layers(items, &p)?,
@@ -185,12 +193,20 @@ pub fn parse(value: &Value) -> Result<Request> {
         Some((v, p)) => return Err(wrong_type(&p, "a list of tensors", v)),
     };
     root.finish()?;
+    if hf.is_some() && !layers.is_empty() {
+        return Err(SpecError::new(
+            ErrorCode::ConflictingFields,
+            "layers",
+            "`hf_config` describes the whole model; give either `hf_config` or `layers`",
+        ));
+    }
     Ok(Request {
         seed,
         framework,
         dtype,
         layers,
         tensors,
+        hf,
     })
 }
 
@@ -313,6 +329,9 @@ impl Request {
             })
             .collect();
         m.insert("tensors".into(), Value::Array(tensors));
+        if let Some(hf) = &self.hf {
+            m.insert("hf_config".into(), hf.to_json());
+        }
         Value::Object(m)
     }
 }
