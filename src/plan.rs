@@ -13,6 +13,8 @@ use crate::rng::{ALGORITHM_ID, stream_id};
 use crate::spec::fields::{index, join};
 use crate::spec::{Activation, DType, Framework, Layer, LayerKind, NormKind, Request};
 
+mod arch;
+
 /// The service version written into every file.
 pub const SERVICE_VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -255,6 +257,8 @@ fn keras_class(k: &LayerKind) -> &'static str {
             ..
         } => "batch_normalization",
         LayerKind::Activation(_) | LayerKind::Dropout { .. } => "",
+        LayerKind::Recurrent(r) => arch::keras_class(r),
+        LayerKind::Attention(_) => "multi_head_attention",
     }
 }
 
@@ -277,6 +281,8 @@ fn flax_class(k: &LayerKind) -> &'static str {
             ..
         } => "BatchNorm",
         LayerKind::Activation(_) | LayerKind::Dropout { .. } => "",
+        LayerKind::Recurrent(r) => arch::flax_class(r),
+        LayerKind::Attention(_) => "MultiHeadDotProductAttention",
     }
 }
 
@@ -705,6 +711,8 @@ fn layer_drafts(req: &Request, drafts: &mut Vec<Draft>) -> Result<()> {
                 }
             }
             LayerKind::Activation(_) | LayerKind::Dropout { .. } => {}
+            LayerKind::Recurrent(r) => arch::recurrent(&mut cx, r)?,
+            LayerKind::Attention(a) => arch::attention(&mut cx, a)?,
         }
     }
     Ok(())
@@ -816,6 +824,7 @@ fn max_abs(src: &ValueSource) -> f64 {
         ValueSource::Orthogonal { gain } => gain.abs(),
         ValueSource::DeltaOrthogonal { scale } => scale.abs(),
         ValueSource::Sparse { std, .. } => 5.8 * (*std as f64).abs(),
+        ValueSource::WithConstantRange { base, value, .. } => max_abs(base).max(value.abs() as f64),
     }
 }
 

@@ -2,6 +2,7 @@
 //! which a bad state cannot be represented. Everything after this module works on `Request`
 //! and cannot fail on input.
 
+mod arch_layers;
 pub mod fields;
 mod layers;
 
@@ -9,6 +10,7 @@ use serde_json::{Map, Value, json};
 
 use crate::error::{ErrorCode, Result, SpecError};
 use crate::init::catalogue::{self, InitSpec};
+pub use arch_layers::{Attention, Cell, Recurrent};
 use fields::{Obj, index, join, wrong_type};
 pub use layers::{Activation, Layer, LayerKind, NormKind};
 
