@@ -467,3 +467,39 @@ fn bad_configs_are_422_naming_the_field() {
     );
     assert_eq!(err(&json!({"seed": 1, "hf_config": [1]})).0, "invalid_type");
 }
+
+mod common;
+
+#[tokio::test]
+async fn served_over_http_as_the_file_save_pretrained_writes() {
+    use axum::http::StatusCode;
+    let app = common::app();
+    let body = req(&fixture("gpt2_tiny")["config"], 42).to_string();
+    let res = common::send(&app, common::post("/v1/init?format=safetensors", &body)).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let file = common::body_bytes(res).await;
+    let (_, md) = safetensors::SafeTensors::read_metadata(&file).unwrap();
+    let names: Vec<String> = md.offset_keys();
+    let want: Vec<String> = fixture("gpt2_tiny")["saved_order"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, want);
+    // The same bytes as the core produces.
+    assert_eq!(
+        file,
+        support::safetensors_bytes(&support::plan(&req(&fixture("gpt2_tiny")["config"], 42)))
+    );
+    // A bad config is a 422 envelope naming the key.
+    let mut c = fixture("gpt2_tiny")["config"].clone();
+    c["n_head"] = json!(7);
+    let v = common::json_of(
+        &app,
+        common::post("/v1/init", &req(&c, 1).to_string()),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    common::assert_envelope(&v, "inconsistent_sizes", Some("hf_config.n_head"));
+}
