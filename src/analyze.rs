@@ -307,6 +307,9 @@ pub fn analyze(plan: Arc<Plan>, batch: usize) -> Value {
             }
         }
     }
+    if req.hf.is_some() {
+        not_analysed.push(json!({"layer": null, "type": "hf_config", "why": "Hugging Face models are not analysed"}));
+    }
     let params: u64 = stages.iter().map(|s| plan.tensors[s.weight].numel).sum();
     let max_by_work = (MAX_WORK / params.max(1)) as usize;
     let batch = batch.clamp(8, MAX_BATCH).min(max_by_work.max(8));

@@ -165,6 +165,25 @@ impl Generator {
                     };
                 }
             }
+            ValueSource::WithConstantRange {
+                base,
+                start: r0,
+                end: r1,
+                value,
+            } => {
+                match base.as_ref() {
+                    ValueSource::Random(kernel) => {
+                        let reader = scratch.reader(self.plan.seed(), tp.stream);
+                        sample::fill(reader, kernel, start, out);
+                    }
+                    ValueSource::Constant(v) => out.fill(*v),
+                    _ => unreachable!("the plan only wraps constants and random kernels"),
+                }
+                let (a, b) = ((*r0).max(start), (*r1).min(start + out.len() as u64));
+                if a < b {
+                    out[(a - start) as usize..(b - start) as usize].fill(*value);
+                }
+            }
             ValueSource::Orthogonal { .. }
             | ValueSource::DeltaOrthogonal { .. }
             | ValueSource::Sparse { .. } => {

@@ -10,6 +10,7 @@ pub mod config;
 pub mod encode;
 pub mod error;
 pub mod generate;
+pub mod hf;
 pub mod http;
 pub mod init;
 pub mod math;

@@ -13,6 +13,8 @@ use crate::rng::{ALGORITHM_ID, stream_id};
 use crate::spec::fields::{index, join};
 use crate::spec::{Activation, DType, Framework, Layer, LayerKind, NormKind, Request};
 
+mod arch;
+
 /// The service version written into every file.
 pub const SERVICE_VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -287,6 +289,8 @@ fn keras_class(k: &LayerKind) -> &'static str {
             ..
         } => "batch_normalization",
         LayerKind::Activation(_) | LayerKind::Dropout { .. } => "",
+        LayerKind::Recurrent(r) => arch::keras_class(r),
+        LayerKind::Attention(_) => "multi_head_attention",
     }
 }
 
@@ -309,6 +313,8 @@ fn flax_class(k: &LayerKind) -> &'static str {
             ..
         } => "BatchNorm",
         LayerKind::Activation(_) | LayerKind::Dropout { .. } => "",
+        LayerKind::Recurrent(r) => arch::flax_class(r),
+        LayerKind::Attention(_) => "MultiHeadDotProductAttention",
     }
 }
 
@@ -738,6 +744,8 @@ fn layer_drafts(req: &Request, drafts: &mut Vec<Draft>) -> Result<()> {
                 }
             }
             LayerKind::Activation(_) | LayerKind::Dropout { .. } => {}
+            LayerKind::Recurrent(r) => arch::recurrent(&mut cx, r)?,
+            LayerKind::Attention(a) => arch::attention(&mut cx, a)?,
         }
     }
     Ok(())
@@ -791,6 +799,48 @@ fn raw_drafts(req: &Request, drafts: &mut Vec<Draft>) -> Result<()> {
     Ok(())
 }
 
+/// `hf_config`: the tensors `save_pretrained` writes, with stream identity `hf/<name>`.
+fn hf_drafts(req: &Request, drafts: &mut Vec<Draft>) -> Result<()> {
+    let Some(model) = &req.hf else {
+        return Ok(());
+    };
+    use crate::hf::HfInit;
+    for t in model.tensors() {
+        let (spec, why) = match t.init {
+            HfInit::Normal { std, why } => {
+                (named("normal").with("std", ParamValue::Float(std)), why)
+            }
+            HfInit::Zeros { why } => (named("zeros"), why),
+            HfInit::Ones { why } => (named("ones"), why),
+        };
+        let ctx = TensorCtx {
+            framework: Framework::PyTorch,
+            shape: &t.shape,
+            logical_shape: &t.shape,
+            fan_in: None,
+            fan_out: None,
+            activation: None,
+            path: "hf_config",
+        };
+        let mut resolved = init::resolve(&spec, &ctx)?;
+        resolved.info.reason = Some(format!("{} {}", model.arch.name(), why));
+        drafts.push(Draft {
+            identity: format!("hf/{}", t.name),
+            name: t.name,
+            name_path: "hf_config".into(),
+            dtype: req.dtype,
+            logical_shape: t.shape.clone(),
+            shape: t.shape,
+            layout: Layout::Identity,
+            resolved,
+            zero_row: t.zero_row,
+            origin: "hf_config".into(),
+            slice: None,
+        });
+    }
+    Ok(())
+}
+
 /// The largest absolute value a source can produce (Box–Muller with 24-bit inputs never
 /// exceeds |z| = √(2·24·ln 2) < 5.8).
 fn max_abs(src: &ValueSource) -> f64 {
@@ -809,6 +859,7 @@ fn max_abs(src: &ValueSource) -> f64 {
         ValueSource::Orthogonal { gain } => gain.abs(),
         ValueSource::DeltaOrthogonal { scale } => scale.abs(),
         ValueSource::Sparse { std, .. } => 5.8 * (*std as f64).abs(),
+        ValueSource::WithConstantRange { base, value, .. } => max_abs(base).max(value.abs() as f64),
     }
 }
 
@@ -940,6 +991,7 @@ fn shard(req: &Request, mut drafts: Vec<Draft>) -> Result<Vec<Draft>> {
 pub fn build(req: Request, limits: &Limits) -> Result<Plan> {
     let mut drafts = Vec::new();
     layer_drafts(&req, &mut drafts)?;
+    hf_drafts(&req, &mut drafts)?;
     raw_drafts(&req, &mut drafts)?;
 
     if drafts.len() as u64 > limits.max_tensors {

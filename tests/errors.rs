@@ -99,14 +99,14 @@ fn each_error_class_has_its_code_and_path() {
             Some("layers[0].type"),
         ),
         (
-            "{\"seed\": 1, \"layers\": [{\"type\": \"lstm\", \"hidden_size\": 3}]}",
+            "{\"seed\": 1, \"framework\": \"keras\", \"layers\": [{\"type\": \"lstm\", \"input_size\": 2, \"hidden_size\": 3, \"bidirectional\": true}]}",
             UnsupportedLayerType,
-            Some("layers[0].type"),
+            Some("layers[0].bidirectional"),
         ),
         (
-            "{\"seed\": 1, \"hf_config\": {}}",
+            "{\"seed\": 1, \"hf_config\": {\"architectures\": [\"T5Model\"]}}",
             UnsupportedLayerType,
-            Some("hf_config"),
+            Some("hf_config.architectures[0]"),
         ),
         (
             "{\"seed\": 1, \"layers\": [{\"type\": \"dense\", \"in_features\": 3, \"out_features\": 4, \"kernel_initializer\": \"he_nromal\"}]}",

@@ -97,6 +97,14 @@ pub enum ValueSource {
         sparsity: f64,
         std: f32,
     },
+    /// `base` (a constant or a random kernel) with logical elements `[start, end)` replaced by
+    /// `value`: Keras LSTM `unit_forget_bias` (the forget-gate quarter of the bias is 1).
+    WithConstantRange {
+        base: Box<ValueSource>,
+        start: u64,
+        end: u64,
+        value: f32,
+    },
 }
 
 impl ValueSource {

@@ -3,6 +3,7 @@
 
 use serde_json::{Map, Value, json};
 
+use super::arch_layers::{self, Attention, Cell, Recurrent};
 use super::fields::{self, Obj, index, join, wrong_type};
 use super::{DType, check_name};
 use crate::error::{ErrorCode, Result, SpecError};
@@ -182,6 +183,10 @@ pub enum LayerKind {
     Dropout {
         p: f64,
     },
+    /// `rnn`, `lstm`, `gru` (see `arch_layers`).
+    Recurrent(Recurrent),
+    /// `multihead_attention`.
+    Attention(Attention),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -200,6 +205,8 @@ impl Layer {
             LayerKind::Embedding { embedding_dim, .. } => Some(*embedding_dim),
             LayerKind::Norm { shape, .. } => shape.last().copied(),
             LayerKind::Activation(_) | LayerKind::Dropout { .. } => None,
+            LayerKind::Recurrent(r) => Some(r.output_features()),
+            LayerKind::Attention(a) => Some(a.embed_dim),
         }
     }
 
@@ -224,6 +231,8 @@ impl Layer {
             } => "batch_norm",
             LayerKind::Activation(a) => a.name(),
             LayerKind::Dropout { .. } => "dropout",
+            LayerKind::Recurrent(r) => r.cell.type_name(),
+            LayerKind::Attention(_) => "multihead_attention",
         }
     }
 
@@ -329,12 +338,12 @@ impl Layer {
             LayerKind::Dropout { p } => {
                 m.insert("p".into(), json!(p));
             }
+            LayerKind::Recurrent(r) => r.write(&mut m),
+            LayerKind::Attention(a) => a.write(&mut m),
         }
         Value::Object(m)
     }
 }
-
-const RECURRENT_OR_ATTENTION: &[&str] = &["lstm", "gru", "rnn", "multihead_attention"];
 
 pub fn parse_layers(items: &[Value], path: &str) -> Result<Vec<Layer>> {
     let mut out: Vec<Layer> = Vec::with_capacity(items.len());
@@ -351,7 +360,7 @@ pub fn parse_layers(items: &[Value], path: &str) -> Result<Vec<Layer>> {
     Ok(out)
 }
 
-fn opt_init(o: &Obj<'_>, keys: &[&'static str]) -> Result<Option<InitSpec>> {
+pub(super) fn opt_init(o: &Obj<'_>, keys: &[&'static str]) -> Result<Option<InitSpec>> {
     match o.get_any(keys)? {
         None => Ok(None),
         Some((v, p)) => Ok(Some(catalogue::parse(v, &p)?)),
@@ -359,7 +368,7 @@ fn opt_init(o: &Obj<'_>, keys: &[&'static str]) -> Result<Option<InitSpec>> {
 }
 
 /// An input size: given explicitly (checked against the previous layer) or inferred.
-fn input_size(
+pub(super) fn input_size(
     given: Option<(u64, String)>,
     prev: Option<&(u64, String)>,
     path: &str,
@@ -632,12 +641,11 @@ fn parse_layer(v: &Value, path: &str, prev: Option<&(u64, String)>) -> Result<La
                 p: p.map(|x| x.0).unwrap_or(0.5),
             }
         }
-        t if RECURRENT_OR_ATTENTION.contains(&t) => {
-            return Err(SpecError::new(
-                ErrorCode::UnsupportedLayerType,
-                ty_path,
-                format!("layer type `{t}` is not implemented in this release"),
-            ));
+        "rnn" => LayerKind::Recurrent(arch_layers::parse_recurrent(&o, Cell::Rnn, path, prev)?),
+        "lstm" => LayerKind::Recurrent(arch_layers::parse_recurrent(&o, Cell::Lstm, path, prev)?),
+        "gru" => LayerKind::Recurrent(arch_layers::parse_recurrent(&o, Cell::Gru, path, prev)?),
+        "multihead_attention" => {
+            LayerKind::Attention(arch_layers::parse_attention(&o, path, prev)?)
         }
         t => {
             let slope = if t == "leaky_relu" {
@@ -652,7 +660,7 @@ fn parse_layer(v: &Value, path: &str, prev: Option<&(u64, String)>) -> Result<La
                         ErrorCode::UnknownLayerType,
                         ty_path,
                         format!(
-                            "unknown layer type `{t}`; use dense, conv1d, conv2d, conv3d, embedding, layer_norm, rms_norm, batch_norm, dropout or an activation ({})",
+                            "unknown layer type `{t}`; use dense, conv1d, conv2d, conv3d, embedding, layer_norm, rms_norm, batch_norm, rnn, lstm, gru, multihead_attention, dropout or an activation ({})",
                             ACTIVATION_NAMES.join(", ")
                         ),
                     ));

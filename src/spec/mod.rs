@@ -2,6 +2,7 @@
 //! which a bad state cannot be represented. Everything after this module works on `Request`
 //! and cannot fail on input.
 
+mod arch_layers;
 pub mod fields;
 mod layers;
 
@@ -9,6 +10,7 @@ use serde_json::{Map, Value, json};
 
 use crate::error::{ErrorCode, Result, SpecError};
 use crate::init::catalogue::{self, InitSpec};
+pub use arch_layers::{Attention, Cell, Recurrent};
 use fields::{Obj, index, join, wrong_type};
 pub use layers::{Activation, Layer, LayerKind, NormKind};
 
@@ -140,6 +142,8 @@ pub struct Request {
     pub dtype: DType,
     pub layers: Vec<Layer>,
     pub tensors: Vec<RawTensor>,
+    /// A Hugging Face model (`hf_config`), instead of `layers`.
+    pub hf: Option<crate::hf::HfModel>,
     /// Tensor names or glob patterns; the response holds only the matching tensors.
     pub only: Option<Vec<String>>,
     pub shard: Option<Shard>,
@@ -178,13 +182,19 @@ pub fn parse(value: &Value) -> Result<Request> {
         Some((v, p)) => DType::parse(v, &p)?,
         None => DType::F32,
     };
-    if let Some((_, p)) = root.get_any(&["hf_config"])? {
-        return Err(SpecError::new(
-            ErrorCode::UnsupportedLayerType,
-            p,
-            "`hf_config` (Hugging Face configs) is not implemented in this release; describe the model with `layers` and `tensors`",
-        ));
-    }
+    let hf = match root.get_any(&["hf_config"])? {
+        Some((v, p)) => {
+            if framework != Framework::PyTorch {
+                return Err(SpecError::new(
+                    ErrorCode::InvalidValue,
+                    "framework",
+                    "`hf_config` describes a PyTorch (transformers) model; use framework `pytorch`",
+                ));
+            }
+            Some(crate::hf::parse(v, &p)?)
+        }
+        None => None,
+    };
     let layers = match root.get_any(&["layers"])? {
         None => Vec::new(),
         Some((Value::Array(items), p)) => layers::parse_layers(items, &p)?,
@@ -229,12 +239,20 @@ pub fn parse(value: &Value) -> Result<Request> {
         Some((v, p)) => Some(parse_shard(v, &p)?),
     };
     root.finish()?;
+    if hf.is_some() && !layers.is_empty() {
+        return Err(SpecError::new(
+            ErrorCode::ConflictingFields,
+            "layers",
+            "`hf_config` describes the whole model; give either `hf_config` or `layers`",
+        ));
+    }
     Ok(Request {
         seed,
         framework,
         dtype,
         layers,
         tensors,
+        hf,
         only,
         shard,
     })
@@ -453,6 +471,9 @@ impl Request {
             })
             .collect();
         m.insert("tensors".into(), Value::Array(tensors));
+        if let Some(hf) = &self.hf {
+            m.insert("hf_config".into(), hf.to_json());
+        }
         if let Some(only) = &self.only {
             m.insert("only".into(), json!(only));
         }

@@ -1,0 +1,616 @@
+//! Tensors of recurrent (`rnn`, `lstm`, `gru`) and `multihead_attention` layers, per framework:
+//! names, shapes, layouts, default initializers and stream identities. See
+//! docs/determinism.md, "Recurrent and attention layers".
+
+use super::{Draft, LayerCtx, Layout, named, weight_default};
+use crate::error::{ErrorCode, Result, SpecError};
+use crate::init::catalogue::{InitSpec, ParamValue};
+use crate::init::{self, TensorCtx, ValueSource};
+use crate::spec::fields::join;
+use crate::spec::{Attention, Cell, Framework, Recurrent};
+
+pub(super) fn keras_class(r: &Recurrent) -> &'static str {
+    match r.cell {
+        Cell::Rnn => "simple_rnn",
+        Cell::Lstm => "lstm",
+        Cell::Gru => "gru",
+    }
+}
+
+pub(super) fn flax_class(r: &Recurrent) -> &'static str {
+    match r.cell {
+        Cell::Rnn => "SimpleCell",
+        Cell::Lstm => "LSTMCell",
+        Cell::Gru => "GRUCell",
+    }
+}
+
+/// One tensor of a layer whose names are built at run time.
+struct Spec<'a> {
+    /// Name after the layer prefix (`weight_ih_l0`, `lstm_cell/kernel`, `ii/kernel`).
+    tail: String,
+    /// Role in the stream identity `layer/<id>/<role>`.
+    role: String,
+    logical: Vec<u64>,
+    perm: Option<Vec<usize>>,
+    requested: Option<&'a InitSpec>,
+    requested_key: &'static str,
+    default: (InitSpec, String),
+    /// Explicit fans (Keras EinsumDense axes, Flax DenseGeneral flattening).
+    fans: Option<(u64, u64)>,
+    is_bias: bool,
+}
+
+impl LayerCtx<'_> {
+    fn put(&mut self, s: Spec<'_>) -> Result<()> {
+        let shape: Vec<u64> = match &s.perm {
+            Some(p) => p.iter().map(|&a| s.logical[a]).collect(),
+            None => s.logical.clone(),
+        };
+        let requested_path = join(&self.path, s.requested_key);
+        let (spec, reason, path) = match s.requested {
+            Some(r) if r.def.name == "auto" && s.is_bias => (
+                named("zeros"),
+                Some("auto: biases start at zero".to_string()),
+                requested_path,
+            ),
+            Some(r) => (r.clone(), None, requested_path),
+            None => (s.default.0, Some(s.default.1), self.path.clone()),
+        };
+        let ctx = TensorCtx {
+            framework: self.fw,
+            shape: &shape,
+            logical_shape: &s.logical,
+            fan_in: s.fans.map(|f| f.0),
+            fan_out: s.fans.map(|f| f.1),
+            activation: self.activation,
+            path: &path,
+        };
+        let mut resolved = init::resolve(&spec, &ctx)?;
+        if let Some(r) = reason {
+            resolved.info.reason = Some(match resolved.info.reason.take() {
+                Some(x) => format!("{r}; {x}"),
+                None => r,
+            });
+        }
+        let name = match self.fw {
+            Framework::PyTorch => format!("{}.{}", self.prefix, s.tail),
+            Framework::Keras => format!("{}/{}", self.prefix, s.tail),
+            Framework::Flax => format!("params/{}/{}", self.prefix, s.tail),
+        };
+        self.drafts.push(Draft {
+            name,
+            name_path: self.path.clone(),
+            dtype: self.dtype,
+            shape,
+            logical_shape: s.logical,
+            layout: match s.perm {
+                Some(perm) => Layout::Permuted { perm },
+                None => Layout::Identity,
+            },
+            identity: format!("layer/{}/{}", self.layer_id, s.role),
+            resolved,
+            zero_row: None,
+            origin: self.path.clone(),
+            slice: None,
+        });
+        Ok(())
+    }
+
+    fn unsupported(&self, field: &str, msg: String) -> SpecError {
+        SpecError::new(
+            ErrorCode::UnsupportedLayerType,
+            join(&self.path, field),
+            msg,
+        )
+    }
+}
+
+fn with_reason(spec: InitSpec, r: &str) -> (InitSpec, String) {
+    (spec, r.to_string())
+}
+
+pub(super) fn recurrent(cx: &mut LayerCtx<'_>, r: &Recurrent) -> Result<()> {
+    match cx.fw {
+        Framework::PyTorch => pytorch_recurrent(cx, r),
+        fw => {
+            let fname = if fw == Framework::Keras {
+                "Keras"
+            } else {
+                "Flax"
+            };
+            if r.num_layers > 1 {
+                return Err(cx.unsupported(
+                    "num_layers",
+                    format!(
+                        "{fname} recurrent layers have one layer each; stack {} entries instead",
+                        r.cell.type_name()
+                    ),
+                ));
+            }
+            if r.bidirectional {
+                return Err(cx.unsupported(
+                    "bidirectional",
+                    format!("bidirectional {} is a wrapper in {fname}, not part of the layer; it is not supported under {}", r.cell.type_name(), fw.as_str()),
+                ));
+            }
+            if r.proj_size > 0 {
+                return Err(cx.unsupported(
+                    "proj_size",
+                    format!("proj_size is PyTorch-only; {fname} LSTMs have no projection"),
+                ));
+            }
+            if fw == Framework::Keras {
+                keras_recurrent(cx, r)
+            } else {
+                flax_recurrent(cx, r)
+            }
+        }
+    }
+}
+
+fn pytorch_recurrent(cx: &mut LayerCtx<'_>, r: &Recurrent) -> Result<()> {
+    if r.unit_forget_bias == Some(true) {
+        return Err(cx.unsupported(
+            "unit_forget_bias",
+            "unit_forget_bias is Keras-only; PyTorch LSTM biases are U(±1/√hidden_size)".into(),
+        ));
+    }
+    if r.reset_after == Some(false) {
+        return Err(cx.unsupported(
+            "reset_after",
+            "PyTorch's GRU always applies the reset gate after the recurrent matmul (reset_after = true)".into(),
+        ));
+    }
+    let h = r.hidden_size;
+    let gh = r.cell.gates() * h;
+    let p = if r.proj_size > 0 { r.proj_size } else { h };
+    let dirs = if r.bidirectional { 2 } else { 1 };
+    let bound = 1.0 / libm::sqrt(h as f64);
+    let default = || {
+        with_reason(
+            named("uniform")
+                .with("low", ParamValue::Float(-bound))
+                .with("high", ParamValue::Float(bound)),
+            &format!(
+                "PyTorch RNNBase.reset_parameters: every parameter U(±1/√hidden_size), hidden_size = {h}"
+            ),
+        )
+    };
+    for k in 0..r.num_layers {
+        for d in 0..dirs {
+            let sfx = if d == 1 { "_reverse" } else { "" };
+            let input = if k == 0 { r.input_size } else { p * dirs };
+            let mut list = vec![
+                (
+                    format!("weight_ih_l{k}{sfx}"),
+                    vec![gh, input],
+                    &r.kernel_init,
+                    "kernel_initializer",
+                    false,
+                ),
+                (
+                    format!("weight_hh_l{k}{sfx}"),
+                    vec![gh, p],
+                    &r.recurrent_init,
+                    "recurrent_initializer",
+                    false,
+                ),
+            ];
+            if r.bias {
+                list.push((
+                    format!("bias_ih_l{k}{sfx}"),
+                    vec![gh],
+                    &r.bias_init,
+                    "bias_initializer",
+                    true,
+                ));
+                list.push((
+                    format!("bias_hh_l{k}{sfx}"),
+                    vec![gh],
+                    &r.bias_init,
+                    "bias_initializer",
+                    true,
+                ));
+            }
+            if r.proj_size > 0 {
+                list.push((
+                    format!("weight_hr_l{k}{sfx}"),
+                    vec![r.proj_size, h],
+                    &r.recurrent_init,
+                    "recurrent_initializer",
+                    false,
+                ));
+            }
+            for (n, logical, req, key, is_bias) in list {
+                cx.put(Spec {
+                    role: n.clone(),
+                    tail: n,
+                    logical,
+                    perm: None,
+                    requested: req.as_ref(),
+                    requested_key: key,
+                    default: default(),
+                    fans: None,
+                    is_bias,
+                })?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn keras_recurrent(cx: &mut LayerCtx<'_>, r: &Recurrent) -> Result<()> {
+    if r.reset_after.is_some() && r.cell != Cell::Gru {
+        return Err(cx.unsupported("reset_after", "reset_after is a GRU option".into()));
+    }
+    let h = r.hidden_size;
+    let gh = r.cell.gates() * h;
+    let cell = format!("{}_cell", keras_class(r));
+    // LSTM (i,f,c,o) and SimpleRNN share PyTorch's gate order (i,f,g,o), so their kernels are
+    // the transposed PyTorch weight_ih_l0/weight_hh_l0 streams; Keras GRU (z,r,h) differs from
+    // PyTorch (r,z,n), so its kernels are streams of their own.
+    let (ih, hh) = if r.cell == Cell::Gru {
+        ("kernel", "recurrent_kernel")
+    } else {
+        ("weight_ih_l0", "weight_hh_l0")
+    };
+    cx.put(Spec {
+        tail: format!("{cell}/kernel"),
+        role: ih.into(),
+        logical: vec![gh, r.input_size],
+        perm: Some(vec![1, 0]),
+        requested: r.kernel_init.as_ref(),
+        requested_key: "kernel_initializer",
+        default: with_reason(named("glorot_uniform"), "Keras recurrent kernel default: glorot_uniform over the whole [input, gates·units] kernel"),
+        fans: None,
+        is_bias: false,
+    })?;
+    cx.put(Spec {
+        tail: format!("{cell}/recurrent_kernel"),
+        role: hh.into(),
+        logical: vec![gh, h],
+        perm: Some(vec![1, 0]),
+        requested: r.recurrent_init.as_ref(),
+        requested_key: "recurrent_initializer",
+        default: with_reason(named("orthogonal"), "Keras recurrent_initializer default: orthogonal over the whole [units, gates·units] matrix (orthonormal rows)"),
+        fans: None,
+        is_bias: false,
+    })?;
+    if !r.bias {
+        return Ok(());
+    }
+    let logical = if r.cell == Cell::Gru && r.reset_after.unwrap_or(true) {
+        vec![2, gh]
+    } else {
+        vec![gh]
+    };
+    cx.put(Spec {
+        tail: format!("{cell}/bias"),
+        role: "bias".into(),
+        logical,
+        perm: None,
+        requested: r.bias_init.as_ref(),
+        requested_key: "bias_initializer",
+        default: with_reason(named("zeros"), "Keras bias default: zeros"),
+        fans: None,
+        is_bias: true,
+    })?;
+    if r.cell == Cell::Lstm && r.unit_forget_bias.unwrap_or(true) {
+        let last = cx.drafts.last_mut().expect("just added");
+        let base = std::mem::replace(&mut last.resolved.source, ValueSource::Constant(0.0));
+        match base {
+            ValueSource::Constant(_) | ValueSource::Random(_) => {}
+            _ => {
+                return Err(SpecError::new(
+                    ErrorCode::InitializerMismatch,
+                    join(&cx.path, "bias_initializer"),
+                    "with unit_forget_bias the bias initializer must be a constant or a plain distribution",
+                ));
+            }
+        }
+        last.resolved.source = ValueSource::WithConstantRange {
+            base: Box::new(base),
+            start: h,
+            end: 2 * h,
+            value: 1.0,
+        };
+        let note = format!(
+            "unit_forget_bias: elements [{h}, {}) (the forget gate) are 1",
+            2 * h
+        );
+        last.resolved.info.reason = Some(match last.resolved.info.reason.take() {
+            Some(x) => format!("{x}; {note}"),
+            None => note,
+        });
+    }
+    Ok(())
+}
+
+fn flax_recurrent(cx: &mut LayerCtx<'_>, r: &Recurrent) -> Result<()> {
+    if !r.bias {
+        return Err(cx.unsupported("bias", "Flax recurrent cells always have biases".into()));
+    }
+    if r.unit_forget_bias == Some(true) {
+        return Err(cx.unsupported(
+            "unit_forget_bias",
+            "unit_forget_bias is Keras-only; Flax LSTMCell has no forget bias".into(),
+        ));
+    }
+    if r.reset_after == Some(false) {
+        return Err(cx.unsupported(
+            "reset_after",
+            "Flax GRUCell applies the reset gate after the recurrent matmul (reset_after = true)"
+                .into(),
+        ));
+    }
+    let h = r.hidden_size;
+    // (gate Dense name, is input side, has bias), in flax/linen/recurrent.py's order.
+    let gates: &[(&str, bool, bool)] = match r.cell {
+        Cell::Lstm => &[
+            ("ii", true, false),
+            ("if", true, false),
+            ("ig", true, false),
+            ("io", true, false),
+            ("hi", false, true),
+            ("hf", false, true),
+            ("hg", false, true),
+            ("ho", false, true),
+        ],
+        Cell::Gru => &[
+            ("ir", true, true),
+            ("iz", true, true),
+            ("in", true, true),
+            ("hr", false, false),
+            ("hz", false, false),
+            ("hn", false, true),
+        ],
+        Cell::Rnn => &[("i", true, true), ("h", false, false)],
+    };
+    for &(g, input, bias) in gates {
+        let (logical, req, key, default) = if input {
+            (
+                vec![h, r.input_size],
+                &r.kernel_init,
+                "kernel_initializer",
+                with_reason(
+                    named("lecun_normal"),
+                    "Flax cell kernel_init default: lecun_normal, per gate",
+                ),
+            )
+        } else {
+            (
+                vec![h, h],
+                &r.recurrent_init,
+                "recurrent_initializer",
+                with_reason(
+                    named("orthogonal"),
+                    "Flax cell recurrent_kernel_init default: orthogonal, per gate matrix",
+                ),
+            )
+        };
+        cx.put(Spec {
+            tail: format!("{g}/kernel"),
+            role: format!("{g}/kernel"),
+            logical,
+            perm: Some(vec![1, 0]),
+            requested: req.as_ref(),
+            requested_key: key,
+            default,
+            fans: None,
+            is_bias: false,
+        })?;
+        if bias {
+            cx.put(Spec {
+                tail: format!("{g}/bias"),
+                role: format!("{g}/bias"),
+                logical: vec![h],
+                perm: None,
+                requested: r.bias_init.as_ref(),
+                requested_key: "bias_initializer",
+                default: with_reason(
+                    named("zeros"),
+                    "Flax cell bias_init default: zeros (no forget bias)",
+                ),
+                fans: None,
+                is_bias: true,
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// A PyTorch attention tensor: name, logical shape, default, is a bias.
+type PtTensor = (String, Vec<u64>, (InitSpec, String), bool);
+
+pub(super) fn attention(cx: &mut LayerCtx<'_>, a: &Attention) -> Result<()> {
+    let e = a.embed_dim;
+    if cx.fw == Framework::PyTorch {
+        let xavier = |what: &str| {
+            with_reason(
+                named("xavier_uniform"),
+                &format!("PyTorch MultiheadAttention._reset_parameters: xavier_uniform_ on {what}"),
+            )
+        };
+        let mut list: Vec<PtTensor> = Vec::new();
+        if a.kdim == e && a.vdim == e {
+            list.push((
+                "in_proj_weight".into(),
+                vec![3 * e, e],
+                xavier("the packed [3E, E] in_proj_weight"),
+                false,
+            ));
+        } else {
+            list.push((
+                "q_proj_weight".into(),
+                vec![e, e],
+                xavier("q_proj_weight"),
+                false,
+            ));
+            list.push((
+                "k_proj_weight".into(),
+                vec![e, a.kdim],
+                xavier("k_proj_weight"),
+                false,
+            ));
+            list.push((
+                "v_proj_weight".into(),
+                vec![e, a.vdim],
+                xavier("v_proj_weight"),
+                false,
+            ));
+        }
+        if a.bias {
+            list.push((
+                "in_proj_bias".into(),
+                vec![3 * e],
+                with_reason(
+                    named("zeros"),
+                    "PyTorch MultiheadAttention: in_proj_bias = 0",
+                ),
+                true,
+            ));
+        }
+        list.push((
+            "out_proj.weight".into(),
+            vec![e, e],
+            weight_default(
+                Framework::PyTorch,
+                "out_proj (NonDynamicallyQuantizableLinear)",
+            ),
+            false,
+        ));
+        if a.bias {
+            list.push((
+                "out_proj.bias".into(),
+                vec![e],
+                with_reason(
+                    named("zeros"),
+                    "PyTorch MultiheadAttention: out_proj.bias = 0",
+                ),
+                true,
+            ));
+        }
+        for (n, logical, default, is_bias) in list {
+            cx.put(Spec {
+                role: n.clone(),
+                tail: n,
+                logical,
+                perm: None,
+                requested: if is_bias {
+                    a.bias_init.as_ref()
+                } else {
+                    a.kernel_init.as_ref()
+                },
+                requested_key: if is_bias {
+                    "bias_initializer"
+                } else {
+                    "kernel_initializer"
+                },
+                default,
+                fans: None,
+                is_bias,
+            })?;
+        }
+        if a.add_bias_kv {
+            for n in ["bias_k", "bias_v"] {
+                cx.put(Spec {
+                    role: n.into(),
+                    tail: n.into(),
+                    logical: vec![1, 1, e],
+                    perm: None,
+                    requested: None,
+                    requested_key: "bias_initializer",
+                    default: with_reason(
+                        named("xavier_normal"),
+                        "PyTorch MultiheadAttention: bias_k/bias_v xavier_normal_ on [1, 1, E]",
+                    ),
+                    fans: None,
+                    is_bias: false,
+                })?;
+            }
+        }
+        return Ok(());
+    }
+    if a.add_bias_kv {
+        return Err(cx.unsupported(
+            "add_bias_kv",
+            format!(
+                "add_bias_kv is PyTorch-only; {} attention has no bias_k/bias_v",
+                cx.fw.as_str()
+            ),
+        ));
+    }
+    let (h, d) = (a.num_heads, a.head_dim());
+    let keras = cx.fw == Framework::Keras;
+    let (out, default) = if keras {
+        (
+            "attention_output",
+            with_reason(
+                named("glorot_uniform"),
+                "Keras MultiHeadAttention kernel default: glorot_uniform with EinsumDense fans (Keras ≥ 3.15)",
+            ),
+        )
+    } else {
+        (
+            "out",
+            with_reason(
+                named("lecun_normal"),
+                "Flax MultiHeadDotProductAttention kernel_init default: lecun_normal on the flattened DenseGeneral kernel",
+            ),
+        )
+    };
+    let zeros = || with_reason(named("zeros"), "bias default: zeros");
+    let projections = [("query", a.embed_dim), ("key", a.kdim), ("value", a.vdim)];
+    for (n, input) in projections {
+        cx.put(Spec {
+            tail: format!("{n}/kernel"),
+            role: format!("{n}/kernel"),
+            logical: vec![input, h, d],
+            perm: None,
+            requested: a.kernel_init.as_ref(),
+            requested_key: "kernel_initializer",
+            default: default.clone(),
+            fans: Some((input, h * d)),
+            is_bias: false,
+        })?;
+        if a.bias {
+            cx.put(Spec {
+                tail: format!("{n}/bias"),
+                role: format!("{n}/bias"),
+                logical: vec![h, d],
+                perm: None,
+                requested: a.bias_init.as_ref(),
+                requested_key: "bias_initializer",
+                default: zeros(),
+                fans: Some((h * d, h * d)),
+                is_bias: true,
+            })?;
+        }
+    }
+    cx.put(Spec {
+        tail: format!("{out}/kernel"),
+        role: "output/kernel".into(),
+        logical: vec![h, d, e],
+        perm: None,
+        requested: a.kernel_init.as_ref(),
+        requested_key: "kernel_initializer",
+        default,
+        fans: Some((h * d, e)),
+        is_bias: false,
+    })?;
+    if a.bias {
+        cx.put(Spec {
+            tail: format!("{out}/bias"),
+            role: "output/bias".into(),
+            logical: vec![e],
+            perm: None,
+            requested: a.bias_init.as_ref(),
+            requested_key: "bias_initializer",
+            default: zeros(),
+            fans: None,
+            is_bias: true,
+        })?;
+    }
+    Ok(())
+}
