@@ -11,7 +11,8 @@
 //! | `PARAMINIT_MAX_JOBS` | 2 × cores | concurrent generations; more get 503 + `Retry-After` |
 //! | `PARAMINIT_THREADS` | all cores | generation threads (one rayon pool shared by all jobs) |
 //! | `PARAMINIT_LOG_FORMAT` | `text` | `text` or `json` |
-//! | `PARAMINIT_API_TOKEN` | unset | if set, every route but `/healthz` and `/readyz` needs `Authorization: Bearer <token>` |
+//! | `PARAMINIT_API_TOKEN` | unset | one or more comma-separated tokens; if set, every route but `/healthz` and `/readyz` needs `Authorization: Bearer <token>` |
+//! | `PARAMINIT_METRICS_PUBLIC` | `false` | with tokens set, leave `/metrics` open too |
 //! | `PARAMINIT_SHUTDOWN_GRACE_SECS` | 30 | how long in-flight responses may run after SIGTERM/Ctrl-C |
 //! | `RUST_LOG` | `info` | tracing filter |
 
@@ -35,7 +36,10 @@ pub struct Config {
     pub max_jobs: usize,
     pub threads: usize,
     pub log_format: LogFormat,
+    /// One or more bearer tokens (comma-separated in `PARAMINIT_API_TOKEN`).
     pub api_token: Option<String>,
+    /// `/metrics` stays open when tokens are required (`PARAMINIT_METRICS_PUBLIC=true`).
+    pub metrics_public: bool,
     pub shutdown_grace_secs: u64,
 }
 
@@ -74,6 +78,7 @@ impl Default for Config {
             threads: cores(),
             log_format: LogFormat::Text,
             api_token: None,
+            metrics_public: false,
             shutdown_grace_secs: 30,
         }
     }
@@ -127,7 +132,15 @@ impl Config {
                 _ => return Err(format!("PARAMINIT_LOG_FORMAT={v:?}: use text or json")),
             };
         }
-        c.api_token = var("PARAMINIT_API_TOKEN");
+        c.api_token =
+            var("PARAMINIT_API_TOKEN").filter(|t| t.split(',').any(|x| !x.trim().is_empty()));
+        if let Some(v) = var("PARAMINIT_METRICS_PUBLIC") {
+            c.metrics_public = match v.trim().to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" => true,
+                "0" | "false" | "no" | "" => false,
+                _ => return Err(format!("PARAMINIT_METRICS_PUBLIC={v:?}: use true or false")),
+            };
+        }
         if let Some(v) = var("PARAMINIT_SHUTDOWN_GRACE_SECS") {
             c.shutdown_grace_secs = v.trim().parse().map_err(|_| {
                 format!("PARAMINIT_SHUTDOWN_GRACE_SECS={v:?}: expected a number of seconds")

@@ -464,6 +464,36 @@ async fn api_token_guards_all_but_health() {
     req.headers_mut()
         .insert("authorization", "Bearer s3cret".parse().unwrap());
     json_of(&app, req, StatusCode::OK).await;
+    // /metrics is guarded too unless PARAMINIT_METRICS_PUBLIC.
+    assert_eq!(
+        send(&app, get("/metrics")).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn several_tokens_and_public_metrics() {
+    let (app, _) = app_with(Config {
+        api_token: Some("alpha, beta".into()),
+        metrics_public: true,
+        ..test_config()
+    });
+    for (token, status) in [
+        ("alpha", StatusCode::OK),
+        ("beta", StatusCode::OK),
+        ("alpha, beta", StatusCode::UNAUTHORIZED),
+        ("gamma", StatusCode::UNAUTHORIZED),
+    ] {
+        let mut req = post("/v1/plan", SEED_MLP);
+        req.headers_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        assert_eq!(send(&app, req).await.status(), status, "{token}");
+    }
+    assert_eq!(send(&app, get("/metrics")).await.status(), StatusCode::OK);
+    assert_eq!(
+        send(&app, post("/v1/plan", SEED_MLP)).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

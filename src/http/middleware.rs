@@ -58,8 +58,8 @@ pub async fn observe(State(state): State<AppState>, req: Request, next: Next) ->
 }
 
 fn check_token(state: &AppState, route: &str, req: &Request) -> Option<ApiError> {
-    let token = state.config.api_token.as_deref()?;
-    if OPEN_ROUTES.contains(&route) {
+    let tokens = state.config.api_token.as_deref()?;
+    if OPEN_ROUTES.contains(&route) || (route == "/metrics" && state.config.metrics_public) {
         return None;
     }
     let given = req
@@ -70,7 +70,17 @@ fn check_token(state: &AppState, route: &str, req: &Request) -> Option<ApiError>
             let (scheme, rest) = v.trim().split_once(' ')?;
             scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
         });
-    if given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes())) {
+    // Every configured token is compared, in constant time, whatever matched before.
+    let ok = given.is_some_and(|g| {
+        tokens
+            .split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .fold(false, |acc, t| {
+                constant_time_eq(g.as_bytes(), t.as_bytes()) | acc
+            })
+    });
+    if ok {
         None
     } else {
         Some(ApiError::new(
