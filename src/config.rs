@@ -13,6 +13,8 @@
 //! | `PARAMINIT_LOG_FORMAT` | `text` | `text` or `json` |
 //! | `PARAMINIT_API_TOKEN` | unset | one or more comma-separated tokens; if set, every route but `/healthz` and `/readyz` needs `Authorization: Bearer <token>` |
 //! | `PARAMINIT_METRICS_PUBLIC` | `false` | with tokens set, leave `/metrics` open too |
+//! | `PARAMINIT_BODY_TIMEOUT_SECS` | 30 | a request body must arrive within this time (else 408) |
+//! | `PARAMINIT_IDLE_TIMEOUT_SECS` | 60 | a client that reads nothing of its response for this long is cut off and its slot freed |
 //! | `PARAMINIT_SHUTDOWN_GRACE_SECS` | 30 | how long in-flight responses may run after SIGTERM/Ctrl-C |
 //! | `RUST_LOG` | `info` | tracing filter |
 
@@ -41,6 +43,10 @@ pub struct Config {
     /// `/metrics` stays open when tokens are required (`PARAMINIT_METRICS_PUBLIC=true`).
     pub metrics_public: bool,
     pub shutdown_grace_secs: u64,
+    /// A request body must arrive within this many seconds (408 otherwise).
+    pub body_timeout_secs: u64,
+    /// A client that reads nothing of its response for this many seconds is cut off.
+    pub idle_timeout_secs: u64,
 }
 
 impl fmt::Debug for Config {
@@ -80,6 +86,8 @@ impl Default for Config {
             api_token: None,
             metrics_public: false,
             shutdown_grace_secs: 30,
+            body_timeout_secs: 30,
+            idle_timeout_secs: 60,
         }
     }
 }
@@ -140,6 +148,14 @@ impl Config {
                 "0" | "false" | "no" | "" => false,
                 _ => return Err(format!("PARAMINIT_METRICS_PUBLIC={v:?}: use true or false")),
             };
+        }
+        for (name, slot) in [
+            ("PARAMINIT_BODY_TIMEOUT_SECS", &mut c.body_timeout_secs),
+            ("PARAMINIT_IDLE_TIMEOUT_SECS", &mut c.idle_timeout_secs),
+        ] {
+            if let Some(v) = var(name) {
+                *slot = positive(name, &v)?;
+            }
         }
         if let Some(v) = var("PARAMINIT_SHUTDOWN_GRACE_SECS") {
             c.shutdown_grace_secs = v.trim().parse().map_err(|_| {

@@ -21,7 +21,8 @@ pub mod codes {
     pub const SHUTTING_DOWN: &str = "shutting_down";
     pub const INTERNAL: &str = "internal";
     pub const RANGE_NOT_SATISFIABLE: &str = "range_not_satisfiable";
-    pub const ALL: [&str; 10] = [
+    pub const REQUEST_TIMEOUT: &str = "request_timeout";
+    pub const ALL: [&str; 11] = [
         UNAUTHORIZED,
         NOT_FOUND,
         METHOD_NOT_ALLOWED,
@@ -32,6 +33,7 @@ pub mod codes {
         SHUTTING_DOWN,
         INTERNAL,
         RANGE_NOT_SATISFIABLE,
+        REQUEST_TIMEOUT,
     ];
 }
 
@@ -182,8 +184,20 @@ impl FromRequest<super::AppState> for SpecBody {
         {
             return Err(too_large(Some(len)));
         }
-        let bytes = axum::body::to_bytes(req.into_body(), limit)
+        let timeout = std::time::Duration::from_secs(state.config.body_timeout_secs);
+        let read = tokio::time::timeout(timeout, axum::body::to_bytes(req.into_body(), limit));
+        let bytes = read
             .await
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    codes::REQUEST_TIMEOUT,
+                    format!(
+                        "the request body did not arrive within {} s (PARAMINIT_BODY_TIMEOUT_SECS)",
+                        timeout.as_secs()
+                    ),
+                )
+            })?
             .map_err(|e| {
                 let mut src: Option<&(dyn std::error::Error + 'static)> = Some(&e);
                 while let Some(s) = src {

@@ -27,9 +27,10 @@ pub const JSON_CHUNK: usize = 1 << 16;
 /// Chunks buffered between generation and the socket, per job.
 pub const CHANNEL_CHUNKS: usize = 4;
 
-/// A held generation slot; dropping it frees the slot and updates the in-flight gauge.
+/// A held generation slot; dropping it (or `release`) frees the slot and updates the in-flight
+/// gauge, once.
 pub struct JobSlot {
-    _permit: OwnedSemaphorePermit,
+    permit: std::sync::Mutex<Option<OwnedSemaphorePermit>>,
     metrics: Metrics,
 }
 
@@ -37,15 +38,26 @@ impl JobSlot {
     pub fn new(permit: OwnedSemaphorePermit, metrics: Metrics) -> JobSlot {
         metrics.job_started();
         JobSlot {
-            _permit: permit,
+            permit: std::sync::Mutex::new(Some(permit)),
             metrics,
+        }
+    }
+
+    /// Frees the slot now (a client cut off for idleness may keep its body object alive).
+    pub fn release(&self) {
+        let taken = match self.permit.lock() {
+            Ok(mut p) => p.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        if taken.is_some() {
+            self.metrics.job_finished();
         }
     }
 }
 
 impl Drop for JobSlot {
     fn drop(&mut self) {
-        self.metrics.job_finished();
+        self.release();
     }
 }
 
@@ -117,9 +129,11 @@ pub fn spawn_generation(
         Format::Safetensors => Some(end - start),
         Format::Json => None,
     };
+    let runtime = tokio::runtime::Handle::current();
+    let idle = std::time::Duration::from_secs(state.config.idle_timeout_secs);
     tokio::task::spawn_blocking(move || {
         let _enter = span.enter();
-        let _slot = worker_slot;
+        let job = worker_slot;
         let started = Instant::now();
         let total_elements = plan.total_elements;
         let file_bytes = plan.file_bytes;
@@ -138,9 +152,22 @@ pub fn spawn_generation(
         let mut complete = true;
         while let Some(chunk) = pool.install(&mut source) {
             let n = chunk.len() as u64;
-            if tx.blocking_send(Bytes::from(chunk)).is_err() {
-                complete = false;
-                break;
+            // A client that reads nothing for `idle` is cut off: its slot must not be held forever.
+            match runtime.block_on(tx.send_timeout(Bytes::from(chunk), idle)) {
+                Ok(()) => {}
+                Err(mpsc::error::SendTimeoutError::Timeout(_)) => {
+                    tracing::info!(
+                        idle_secs = idle.as_secs(),
+                        "client read nothing for the idle timeout; cut off"
+                    );
+                    job.release();
+                    complete = false;
+                    break;
+                }
+                Err(mpsc::error::SendTimeoutError::Closed(_)) => {
+                    complete = false;
+                    break;
+                }
             }
             sent += n;
         }

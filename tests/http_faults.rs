@@ -1,0 +1,88 @@
+//! Faults (issue 7): a request body that never completes gets 408 and frees nothing it did not
+//! take; a client that stops reading its response is cut off after the idle timeout and its job
+//! slot frees; while all slots are busy, /v1/plan, /healthz and /metrics still answer.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use common::*;
+use paraminit::config::Config;
+
+/// A body that sends its first bytes and then never ends.
+struct Stalled(bool);
+impl http_body::Body for Stalled {
+    type Data = bytes::Bytes;
+    type Error = std::convert::Infallible;
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        if self.0 {
+            std::task::Poll::Pending
+        } else {
+            self.0 = true;
+            std::task::Poll::Ready(Some(Ok(http_body::Frame::data(bytes::Bytes::from_static(
+                b"{\"seed\": 1, ",
+            )))))
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_body_that_never_completes_gets_408() {
+    let (app, _) = app_with(Config {
+        body_timeout_secs: 1,
+        ..test_config()
+    });
+    let req = Request::post("/v1/init")
+        .header("content-type", "application/json")
+        .body(Body::new(Stalled(false)))
+        .unwrap();
+    let started = Instant::now();
+    let v = json_of(&app, req, StatusCode::REQUEST_TIMEOUT).await;
+    assert_envelope(&v, "request_timeout", None);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    json_of(&app, get("/healthz"), StatusCode::OK).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_cut_off_and_other_routes_stay_fast() {
+    let (app, _) = app_with(Config {
+        max_jobs: 1,
+        idle_timeout_secs: 1,
+        ..test_config()
+    });
+    let big = raw_request(200_000_000, "\"normal\"");
+    let held = send(&app, post("/v1/init?format=safetensors", &big)).await;
+    assert_eq!(held.status(), StatusCode::OK);
+    // All slots taken: generation is refused, everything else answers promptly.
+    let res = send(&app, post("/v1/init", SEED_MLP)).await;
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(res.headers().get("retry-after").is_some());
+    for req in [post("/v1/plan", SEED_MLP), get("/healthz"), get("/metrics")] {
+        let t = Instant::now();
+        assert_eq!(send(&app, req).await.status(), StatusCode::OK);
+        assert!(
+            t.elapsed() < Duration::from_millis(500),
+            "{:?}",
+            t.elapsed()
+        );
+    }
+    // The unread response is cut off after the idle timeout and the slot frees.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if metric(&app, "paraminit_jobs_in_flight").await == Some(0.0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "slot still held");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(held);
+    assert_eq!(
+        send(&app, post("/v1/init", SEED_MLP)).await.status(),
+        StatusCode::OK
+    );
+}
