@@ -594,7 +594,7 @@ fn layer_drafts(req: &Request, drafts: &mut Vec<Draft>) -> Result<()> {
             } => {
                 let mut logical = vec![*out_channels, in_channels / groups];
                 logical.extend_from_slice(kernel_size);
-                let rf: u64 = kernel_size.iter().product();
+                let rf: u64 = kernel_size.iter().fold(1u64, |a, &k| a.saturating_mul(k));
                 let perm = if fw == Framework::PyTorch {
                     None
                 } else {

@@ -125,8 +125,8 @@ impl LlamaConfig {
         );
         let p = if head { "model." } else { "" };
         let (h, i) = (self.hidden_size, self.intermediate_size);
-        let q_out = self.num_attention_heads * self.head_dim;
-        let kv_out = self.num_key_value_heads * self.head_dim;
+        let q_out = self.num_attention_heads.saturating_mul(self.head_dim);
+        let kv_out = self.num_key_value_heads.saturating_mul(self.head_dim);
         let qkv_bias = self.attention_bias || is_qwen2(arch);
         let mut out = Vec::new();
         let mut emb = t(
