@@ -103,3 +103,80 @@ async fn hostile_bodies_over_http_are_envelopes() {
         assert!(v["error"]["code"].is_string(), "{v}");
     }
 }
+
+mod http_property {
+    use super::common::*;
+    use proptest::prelude::*;
+    use serde_json::{Value, json};
+
+    fn arb_body() -> impl Strategy<Value = Vec<u8>> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            (-1e30f64..1e30).prop_map(Value::from),
+            prop_oneof![
+                Just("dense"),
+                Just("conv1d"),
+                Just("lstm"),
+                Just("he_normal"),
+                Just("orthogonal"),
+                Just("bfloat16"),
+                Just("keras"),
+                Just("*")
+            ]
+            .prop_map(Value::from),
+            (0u64..5000).prop_map(Value::from),
+        ];
+        let value = leaf.prop_recursive(3, 32, 5, |inner| {
+            let keys = prop_oneof![
+                Just("seed"),
+                Just("layers"),
+                Just("tensors"),
+                Just("type"),
+                Just("in_features"),
+                Just("out_features"),
+                Just("name"),
+                Just("shape"),
+                Just("init"),
+                Just("only"),
+                Just("shard"),
+                Just("rank"),
+                Just("world_size"),
+                Just("hidden_size"),
+                Just("kernel_size"),
+                Just("dtype"),
+                Just("framework")
+            ];
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map(keys.prop_map(String::from), inner, 0..5)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        });
+        prop_oneof![
+            value.prop_map(|v| serde_json::to_vec(&json!({"seed": 1, "layers": v})).unwrap()),
+            prop::collection::vec(any::<u8>(), 0..64),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+        /// At the HTTP layer every answer is a valid response or a 4xx envelope, never a 5xx.
+        #[test]
+        fn http_answers_are_envelopes_or_responses(body in arb_body(), route in prop_oneof![Just("/v1/init"), Just("/v1/plan"), Just("/v1/init?format=safetensors")]) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let (status, bytes) = rt.block_on(async {
+                let app = app();
+                let res = send(&app, post(route, std::str::from_utf8(&body).unwrap_or("\u{fffd}"))).await;
+                let status = res.status();
+                (status, body_bytes(res).await)
+            });
+            prop_assert!(!status.is_server_error(), "{status}");
+            if status.is_client_error() {
+                let v: Value = serde_json::from_slice(&bytes).expect("error bodies are JSON");
+                prop_assert!(v["error"]["code"].is_string());
+            }
+        }
+    }
+}
