@@ -80,6 +80,7 @@ pub fn read_at(generator: &Generator, offset: u64, buf: &mut [u8], scratch: &mut
 
 /// `read_at` split across the current rayon pool; the bytes do not depend on the split.
 pub fn read_at_parallel(generator: &Generator, offset: u64, buf: &mut [u8]) {
+    prepare_whole_tensors(generator, offset, buf.len() as u64);
     if buf.len() <= TASK_BYTES {
         read_at(generator, offset, buf, &mut Scratch::default());
         return;
@@ -90,6 +91,38 @@ pub fn read_at_parallel(generator: &Generator, offset: u64, buf: &mut [u8]) {
             read_at(generator, offset + (i * TASK_BYTES) as u64, part, scratch);
         },
     );
+}
+
+/// Computes, on the calling thread, the whole-tensor initializers (orthogonal, …) that the
+/// range needs, before the range is split: their own parallel loops then get every thread of
+/// the pool, instead of the other threads waiting on the tensor's `OnceLock`.
+fn prepare_whole_tensors(generator: &Generator, offset: u64, len: u64) {
+    use crate::init::ValueSource;
+    let plan = generator.plan();
+    let hlen = plan.header.len() as u64;
+    let end = offset + len;
+    if end <= hlen {
+        return;
+    }
+    let rel = offset.saturating_sub(hlen);
+    let rel_end = end - hlen;
+    let first = plan.tensors.partition_point(|t| t.end <= rel);
+    let mut scratch = Scratch::default();
+    for (ti, t) in plan.tensors.iter().enumerate().skip(first) {
+        if t.begin >= rel_end {
+            break;
+        }
+        if t.numel > 0
+            && matches!(
+                t.resolved.source,
+                ValueSource::Orthogonal { .. }
+                    | ValueSource::DeltaOrthogonal { .. }
+                    | ValueSource::Sparse { .. }
+            )
+        {
+            generator.fill(ti, 0, &mut [0.0], &mut scratch);
+        }
+    }
 }
 
 /// A forward reader over a byte range of the file, in chunks.
