@@ -27,6 +27,9 @@ pub struct Scratch {
     span: Vec<f32>,
     offsets: Vec<u64>,
     generated: u64,
+    /// Encoders' staging buffers (values before conversion; bytes of a partial element).
+    pub(crate) values: Vec<f32>,
+    pub(crate) bytes: Vec<u8>,
 }
 
 impl Scratch {

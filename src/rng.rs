@@ -6,8 +6,10 @@
 //! `rand_chacha::ChaCha8Rng` numbers them (see `docs/determinism.md`, "Key and stream
 //! derivation" and "Word positions").
 
+#![allow(clippy::needless_range_loop)] // kernels index fixed-size lanes and words
+
 use rand_chacha::ChaCha8Rng;
-use rand_core::{Rng, SeedableRng};
+use rand_core::SeedableRng;
 use sha2::{Digest, Sha256};
 
 /// The algorithm version id written into every response.
@@ -27,8 +29,10 @@ pub const POS_MODULUS: u128 = 1 << 68;
 /// Number of words in one ChaCha block.
 pub const BLOCK_WORDS: usize = 16;
 
-/// Words moved per `fill_bytes` call through the reader's byte buffer (16 ChaCha blocks).
-const BUF_WORDS: usize = 256;
+/// ChaCha blocks computed side by side (one SIMD lane each).
+const LANES: usize = 16;
+/// Words produced per keystream call (16 ChaCha blocks).
+const BUF_WORDS: usize = LANES * BLOCK_WORDS;
 
 /// The 64-bit ChaCha stream id of a tensor's stream identity: the first 8 bytes, read
 /// little-endian, of SHA-256(`"paraminit-v1 stream\0"` ‖ identity as UTF-8).
@@ -44,13 +48,16 @@ pub fn stream_id(identity: &str) -> u64 {
 
 /// Reads ranges of words of one (seed, stream) by seeking. Cheap to clone; reusable across
 /// calls (keep one per tensor and worker thread).
+///
+/// The keystream is computed by this module's own ChaCha8 (16 blocks at a time, vectorized
+/// across blocks, dispatched to AVX-512/AVX2 at run time); its words are those of
+/// `rand_chacha::ChaCha8Rng` at the same position, which the tests check.
 #[derive(Clone)]
 pub struct WordReader {
-    rng: ChaCha8Rng,
-    /// The word position the generator will produce next (mod 2^68), if known. Avoids a
-    /// re-seek (and the regeneration of a partial block) when reads are contiguous.
-    next: Option<u128>,
-    buf: Box<[u8; BUF_WORDS * 4]>,
+    key: [u32; 8],
+    /// Block number of the first block in `buf`, when `buf` holds 16 valid blocks.
+    buffered: Option<u64>,
+    buf: Box<[u32; BUF_WORDS]>,
     seed: u64,
     stream: u64,
 }
@@ -68,14 +75,15 @@ impl WordReader {
     /// A reader for stream `stream` of the ChaCha8 generator keyed by
     /// `ChaCha8Rng::seed_from_u64(seed)`.
     pub fn new(seed: u64, stream: u64) -> Self {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        // Stream first, then position: the order that behaves the same in every ChaCha crate.
-        rng.set_stream(stream);
-        rng.set_word_pos(0);
+        let bytes = ChaCha8Rng::seed_from_u64(seed).get_seed();
+        let mut key = [0u32; 8];
+        for (k, b) in key.iter_mut().zip(bytes.chunks_exact(4)) {
+            *k = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        }
         WordReader {
-            rng,
-            next: Some(0),
-            buf: Box::new([0u8; BUF_WORDS * 4]),
+            key,
+            buffered: None,
+            buf: Box::new([0u32; BUF_WORDS]),
             seed,
             stream,
         }
@@ -93,24 +101,225 @@ impl WordReader {
 
     /// Fill `out[j]` with word `pos + j` of the stream (positions taken modulo 2^68).
     ///
-    /// Seeks with `set_word_pos`; never generates the words before `pos`.
+    /// Seeks; never generates the blocks before the one holding `pos`.
     pub fn fill(&mut self, pos: u128, out: &mut [u32]) {
-        if out.is_empty() {
-            return;
-        }
-        let pos = pos % POS_MODULUS;
-        if self.next != Some(pos) {
-            self.rng.set_word_pos(pos);
-        }
-        for chunk in out.chunks_mut(BUF_WORDS) {
-            let bytes = &mut self.buf[..chunk.len() * 4];
-            self.rng.fill_bytes(bytes);
-            for (w, b) in chunk.iter_mut().zip(bytes.chunks_exact(4)) {
-                *w = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        let mut pos = pos % POS_MODULUS;
+        let mut out = out;
+        while !out.is_empty() {
+            let block = (pos / BLOCK_WORDS as u128) as u64;
+            let within = (pos % BLOCK_WORDS as u128) as usize;
+            if within == 0 && out.len() >= BUF_WORDS {
+                // 16 whole blocks: straight into the output.
+                let (head, rest) = out.split_at_mut(BUF_WORDS);
+                let head: &mut [u32; BUF_WORDS] = head.try_into().expect("16 blocks");
+                chacha8_blocks(&self.key, self.stream, block, head);
+                out = rest;
+                pos = (pos + BUF_WORDS as u128) % POS_MODULUS;
+                continue;
             }
+            // A partial run: through the buffer (reused while reads stay inside it).
+            let skip = match self.buffered {
+                Some(b) if block.wrapping_sub(b) < LANES as u64 => {
+                    block.wrapping_sub(b) as usize * BLOCK_WORDS + within
+                }
+                _ => {
+                    chacha8_blocks(&self.key, self.stream, block, &mut self.buf);
+                    self.buffered = Some(block);
+                    within
+                }
+            };
+            let n = (BUF_WORDS - skip).min(out.len());
+            out[..n].copy_from_slice(&self.buf[skip..skip + n]);
+            out = &mut out[n..];
+            pos = (pos + n as u128) % POS_MODULUS;
         }
-        self.next = Some((pos + out.len() as u128) % POS_MODULUS);
     }
+}
+
+/// The ChaCha quarter round on rows a, b, c, d of a word-major state (one lane per block).
+#[inline(always)]
+fn quarter(x: &mut [[u32; LANES]; 16], a: usize, b: usize, c: usize, d: usize) {
+    let (mut va, mut vb, mut vc, mut vd) = (x[a], x[b], x[c], x[d]);
+    for l in 0..LANES {
+        va[l] = va[l].wrapping_add(vb[l]);
+        vd[l] = (vd[l] ^ va[l]).rotate_left(16);
+        vc[l] = vc[l].wrapping_add(vd[l]);
+        vb[l] = (vb[l] ^ vc[l]).rotate_left(12);
+        va[l] = va[l].wrapping_add(vb[l]);
+        vd[l] = (vd[l] ^ va[l]).rotate_left(8);
+        vc[l] = vc[l].wrapping_add(vd[l]);
+        vb[l] = (vb[l] ^ vc[l]).rotate_left(7);
+    }
+    x[a] = va;
+    x[b] = vb;
+    x[c] = vc;
+    x[d] = vd;
+}
+
+/// Blocks `block`, `block + 1`, … `block + 15` (block counter mod 2^64) of ChaCha8 with `key`
+/// and 64-bit stream id `stream`, as 256 words in stream order.
+#[inline(always)]
+fn chacha8_blocks_generic(key: &[u32; 8], stream: u64, block: u64, out: &mut [u32; BUF_WORDS]) {
+    const SIGMA: [u32; 4] = [0x6170_7865, 0x3320_646e, 0x7962_2d32, 0x6b20_6574];
+    let mut init = [[0u32; LANES]; 16];
+    for w in 0..4 {
+        init[w] = [SIGMA[w]; LANES];
+    }
+    for w in 0..8 {
+        init[4 + w] = [key[w]; LANES];
+    }
+    for l in 0..LANES {
+        let c = block.wrapping_add(l as u64);
+        init[12][l] = c as u32;
+        init[13][l] = (c >> 32) as u32;
+    }
+    init[14] = [stream as u32; LANES];
+    init[15] = [(stream >> 32) as u32; LANES];
+    let mut x = init;
+    for _ in 0..4 {
+        quarter(&mut x, 0, 4, 8, 12);
+        quarter(&mut x, 1, 5, 9, 13);
+        quarter(&mut x, 2, 6, 10, 14);
+        quarter(&mut x, 3, 7, 11, 15);
+        quarter(&mut x, 0, 5, 10, 15);
+        quarter(&mut x, 1, 6, 11, 12);
+        quarter(&mut x, 2, 7, 8, 13);
+        quarter(&mut x, 3, 4, 9, 14);
+    }
+    for w in 0..16 {
+        for l in 0..LANES {
+            x[w][l] = x[w][l].wrapping_add(init[w][l]);
+        }
+    }
+    for (l, o) in out.chunks_exact_mut(BLOCK_WORDS).enumerate() {
+        for w in 0..16 {
+            o[w] = x[w][l];
+        }
+    }
+}
+
+/// `chacha8_blocks_generic` with AVX-512F intrinsics: one zmm register per state word (16
+/// blocks across the lanes), then a 16×16 transpose into stream order.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn chacha8_blocks_avx512(key: &[u32; 8], stream: u64, block: u64, out: &mut [u32; BUF_WORDS]) {
+    use std::arch::x86_64::*;
+    let set = |v: u32| _mm512_set1_epi32(v as i32);
+    let mut lo = [0i32; LANES];
+    let mut hi = [0i32; LANES];
+    for l in 0..LANES {
+        let c = block.wrapping_add(l as u64);
+        lo[l] = c as u32 as i32;
+        hi[l] = (c >> 32) as u32 as i32;
+    }
+    let lanes = |a: [i32; LANES]| {
+        _mm512_setr_epi32(
+            a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12], a[13],
+            a[14], a[15],
+        )
+    };
+    let init: [__m512i; 16] = [
+        set(0x6170_7865),
+        set(0x3320_646e),
+        set(0x7962_2d32),
+        set(0x6b20_6574),
+        set(key[0]),
+        set(key[1]),
+        set(key[2]),
+        set(key[3]),
+        set(key[4]),
+        set(key[5]),
+        set(key[6]),
+        set(key[7]),
+        lanes(lo),
+        lanes(hi),
+        set(stream as u32),
+        set((stream >> 32) as u32),
+    ];
+    let mut x = init;
+    macro_rules! qr {
+        ($a:expr, $b:expr, $c:expr, $d:expr) => {
+            x[$a] = _mm512_add_epi32(x[$a], x[$b]);
+            x[$d] = _mm512_rol_epi32::<16>(_mm512_xor_si512(x[$d], x[$a]));
+            x[$c] = _mm512_add_epi32(x[$c], x[$d]);
+            x[$b] = _mm512_rol_epi32::<12>(_mm512_xor_si512(x[$b], x[$c]));
+            x[$a] = _mm512_add_epi32(x[$a], x[$b]);
+            x[$d] = _mm512_rol_epi32::<8>(_mm512_xor_si512(x[$d], x[$a]));
+            x[$c] = _mm512_add_epi32(x[$c], x[$d]);
+            x[$b] = _mm512_rol_epi32::<7>(_mm512_xor_si512(x[$b], x[$c]));
+        };
+    }
+    for _ in 0..4 {
+        qr!(0, 4, 8, 12);
+        qr!(1, 5, 9, 13);
+        qr!(2, 6, 10, 14);
+        qr!(3, 7, 11, 15);
+        qr!(0, 5, 10, 15);
+        qr!(1, 6, 11, 12);
+        qr!(2, 7, 8, 13);
+        qr!(3, 4, 9, 14);
+    }
+    for w in 0..16 {
+        x[w] = _mm512_add_epi32(x[w], init[w]);
+    }
+    // Transpose: x[w] lane l is word w of block l; block l goes to out[16 l ..].
+    let mut t = [_mm512_setzero_si512(); 16];
+    for i in 0..8 {
+        t[2 * i] = _mm512_unpacklo_epi32(x[2 * i], x[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_epi32(x[2 * i], x[2 * i + 1]);
+    }
+    // u[4i + j], 128-bit lane k = words 4i..4i+3 of block 4k + j.
+    let mut u = [_mm512_setzero_si512(); 16];
+    for i in 0..4 {
+        u[4 * i] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
+        u[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
+        u[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
+        u[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
+    }
+    for j in 0..4 {
+        let (a, b, c, d) = (u[j], u[4 + j], u[8 + j], u[12 + j]);
+        let p0 = _mm512_shuffle_i32x4::<0x44>(a, b);
+        let p1 = _mm512_shuffle_i32x4::<0xEE>(a, b);
+        let p2 = _mm512_shuffle_i32x4::<0x44>(c, d);
+        let p3 = _mm512_shuffle_i32x4::<0xEE>(c, d);
+        let blocks = [
+            _mm512_shuffle_i32x4::<0x88>(p0, p2),
+            _mm512_shuffle_i32x4::<0xDD>(p0, p2),
+            _mm512_shuffle_i32x4::<0x88>(p1, p3),
+            _mm512_shuffle_i32x4::<0xDD>(p1, p3),
+        ];
+        for (k, v) in blocks.into_iter().enumerate() {
+            let b = 4 * k + j;
+            let dst: &mut [u32; BLOCK_WORDS] = (&mut out[16 * b..16 * b + 16])
+                .try_into()
+                .expect("one block");
+            // SAFETY: `dst` is 16 writable u32 (64 bytes); storeu has no alignment requirement.
+            unsafe { _mm512_storeu_si512(dst.as_mut_ptr().cast(), v) };
+        }
+    }
+}
+
+/// `chacha8_blocks_generic` as AVX-512F intrinsics, or compiled for AVX2 or the baseline, picked at run time
+/// (integer operations only: every build gives the same words).
+#[inline(never)]
+fn chacha8_blocks(key: &[u32; 8], stream: u64, block: u64, out: &mut [u32; BUF_WORDS]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2")]
+        fn avx2(key: &[u32; 8], stream: u64, block: u64, out: &mut [u32; BUF_WORDS]) {
+            chacha8_blocks_generic(key, stream, block, out)
+        }
+        let level = crate::sample::simd_limit_level();
+        if level >= 2 && std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU supports AVX-512F (checked just above).
+            return unsafe { chacha8_blocks_avx512(key, stream, block, out) };
+        }
+        if level >= 1 && std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked just above).
+            return unsafe { avx2(key, stream, block, out) };
+        }
+    }
+    chacha8_blocks_generic(key, stream, block, out)
 }
 
 /// Words `[pos, pos + out.len())` of stream `stream` under `seed` (one-shot convenience for
@@ -122,6 +331,7 @@ pub fn fill_words_at(seed: u64, stream: u64, pos: u128, out: &mut [u32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand_core::Rng;
 
     /// Reference: generate sequentially from position 0 with plain next_u32.
     fn sequential(seed: u64, stream: u64, n: usize) -> Vec<u32> {
@@ -221,7 +431,31 @@ mod tests {
         let a = ChaCha8Rng::seed_from_u64(42).get_seed();
         assert_eq!(a, key);
         let r = WordReader::new(42, 9);
-        assert_eq!(r.rng.get_seed(), key);
-        assert_eq!(r.rng.get_stream(), 9);
+        let mut words = [0u32; 8];
+        for (w, b) in words.iter_mut().zip(key.chunks_exact(4)) {
+            *w = u32::from_le_bytes(b.try_into().unwrap());
+        }
+        assert_eq!(r.key, words);
+        assert_eq!(r.stream(), 9);
+    }
+
+    #[test]
+    fn every_simd_level_and_block_counter_carry_match_rand_chacha() {
+        // Block counters around the 32-bit carry and the 64-bit wrap, at every SIMD level.
+        for level in [0u8, 1, 2] {
+            crate::sample::set_simd_limit(level);
+            for block in [0u64, 3, (1 << 32) - 5, u64::MAX - 7] {
+                let pos = block as u128 * 16 + 3;
+                let mut r = WordReader::new(11, 0xdead_beef_0123_4567);
+                let mut got = vec![0u32; 600];
+                r.fill(pos, &mut got);
+                let mut rng = ChaCha8Rng::seed_from_u64(11);
+                rng.set_stream(0xdead_beef_0123_4567);
+                rng.set_word_pos(pos);
+                let want: Vec<u32> = (0..600).map(|_| rng.next_u32()).collect();
+                assert_eq!(got, want, "level {level} block {block}");
+            }
+        }
+        crate::sample::set_simd_limit(2);
     }
 }

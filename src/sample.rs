@@ -249,6 +249,13 @@ fn simd_limit() -> u8 {
     SIMD_LIMIT.load(Ordering::Relaxed)
 }
 
+/// The current limit set by `set_simd_limit` (shared with the keystream in `rng`).
+#[inline(always)]
+#[allow(dead_code)] // unused on non-x86_64 targets
+pub(crate) fn simd_limit_level() -> u8 {
+    simd_limit()
+}
+
 /// Compile a transform loop for the baseline target and for AVX2 and AVX-512F, and pick one at
 /// run time. Only IEEE-754 basic operations are used, so every version gives the same bits
 /// (no FMA contraction exists in Rust; `tests/sample_stats.rs` cross-checks against the scalar

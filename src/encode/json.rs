@@ -2,6 +2,7 @@
 //! algorithm, then `tensors` as `{name, dtype, shape, init, data}` in file order, `data` flat
 //! in row-major order of the tensor's output layout.
 
+use rayon::prelude::*;
 use serde_json::json;
 
 use super::numfmt::push_number;
@@ -10,6 +11,9 @@ use crate::plan::SERVICE_VERSION;
 use crate::rng::ALGORITHM_ID;
 
 const STEP_ELEMENTS: usize = 1 << 13;
+/// Elements per parallel part when the pool has several threads: each part is generated and
+/// formatted on its own, and the parts are concatenated in order (the same bytes).
+const PAR_ELEMENTS: usize = 1 << 12;
 
 enum Phase {
     Prelude,
@@ -24,7 +28,25 @@ pub struct JsonBody {
     chunk: usize,
     scratch: Scratch,
     values: Vec<f32>,
+    parts: Vec<Vec<u8>>,
     ryu: ryu::Buffer,
+}
+
+/// `,`-separated numbers of `values`, the first being element `first` of its tensor (no comma
+/// before element 0).
+fn format_values(
+    out: &mut Vec<u8>,
+    dtype: crate::spec::DType,
+    values: &[f32],
+    first: u64,
+    ryu: &mut ryu::Buffer,
+) {
+    for (j, v) in values.iter().enumerate() {
+        if first + j as u64 > 0 {
+            out.push(b',');
+        }
+        push_number(out, dtype, *v, ryu);
+    }
 }
 
 impl JsonBody {
@@ -35,6 +57,7 @@ impl JsonBody {
             chunk: chunk.max(64),
             scratch: Scratch::default(),
             values: Vec::new(),
+            parts: Vec::new(),
             ryu: ryu::Buffer::new(),
         }
     }
@@ -99,16 +122,40 @@ impl JsonBody {
                         }
                         continue;
                     }
-                    let n = ((tp.numel - next) as usize).min(STEP_ELEMENTS);
+                    let threads = rayon::current_num_threads();
+                    let step = if threads > 1 {
+                        PAR_ELEMENTS * 4 * threads
+                    } else {
+                        STEP_ELEMENTS
+                    };
+                    let n = ((tp.numel - next) as usize).min(step);
                     self.values.resize(n, 0.0);
-                    self.generator
-                        .fill(tensor, next, &mut self.values[..n], &mut self.scratch);
                     let dtype = tp.dtype;
-                    for (j, v) in self.values[..n].iter().enumerate() {
-                        if next + j as u64 > 0 {
-                            out.push(b',');
+                    if threads > 1 && n > PAR_ELEMENTS {
+                        let generator = &self.generator;
+                        let values = &mut self.values[..n];
+                        let parts = n.div_ceil(PAR_ELEMENTS);
+                        self.parts.resize_with(parts, Vec::new);
+                        self.parts[..parts]
+                            .par_iter_mut()
+                            .zip(values.par_chunks_mut(PAR_ELEMENTS))
+                            .enumerate()
+                            .for_each_init(
+                                || (Scratch::default(), ryu::Buffer::new()),
+                                |(scratch, ryu), (i, (buf, vals))| {
+                                    let first = next + (i * PAR_ELEMENTS) as u64;
+                                    generator.fill(tensor, first, vals, scratch);
+                                    buf.clear();
+                                    format_values(buf, dtype, vals, first, ryu);
+                                },
+                            );
+                        for p in &self.parts[..parts] {
+                            out.extend_from_slice(p);
                         }
-                        push_number(&mut out, dtype, *v, &mut self.ryu);
+                    } else {
+                        self.generator
+                            .fill(tensor, next, &mut self.values[..n], &mut self.scratch);
+                        format_values(&mut out, dtype, &self.values[..n], next, &mut self.ryu);
                     }
                     self.phase = Phase::Data {
                         tensor,
@@ -119,5 +166,43 @@ impl JsonBody {
             }
         }
         Some(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn body_with(threads: usize, request: &str) -> Vec<u8> {
+        let req = crate::spec::parse_bytes(request.as_bytes()).unwrap();
+        let plan = crate::plan::build(req, &crate::plan::Limits::UNLIMITED).unwrap();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        let mut body = JsonBody::new(Generator::new(Arc::new(plan)), 1 << 16);
+        let mut all = Vec::new();
+        pool.install(|| {
+            while let Some(c) = body.next_chunk() {
+                all.extend_from_slice(&c);
+            }
+        });
+        all
+    }
+
+    #[test]
+    fn parallel_formatting_gives_the_same_bytes() {
+        let request = r#"{"seed": 5, "framework": "keras", "layers": [
+            {"type": "dense", "in_features": 300, "out_features": 170}],
+            "tensors": [
+            {"name": "a", "shape": [70001], "init": "normal"},
+            {"name": "b", "shape": [40000], "init": "uniform", "dtype": "bfloat16"},
+            {"name": "c", "shape": [12345], "init": "zeros", "dtype": "float16"},
+            {"name": "d", "shape": [5], "init": "ones"}]}"#;
+        let one = body_with(1, request);
+        assert!(serde_json::from_slice::<serde_json::Value>(&one).is_ok());
+        assert_eq!(one, body_with(2, request));
+        assert_eq!(one, body_with(3, request));
     }
 }

@@ -7,7 +7,7 @@ use super::encode_values;
 use crate::generate::{Generator, Scratch};
 
 /// Elements generated per step inside one tensor.
-const STEP_ELEMENTS: usize = 1 << 14;
+const STEP_ELEMENTS: usize = 1 << 12;
 /// Bytes per parallel task when a buffer is split across threads.
 const TASK_BYTES: usize = 1 << 18;
 
@@ -31,8 +31,8 @@ pub fn read_at(generator: &Generator, offset: u64, buf: &mut [u8], scratch: &mut
     // First tensor whose data ends after `pos`.
     let rel = pos - hlen;
     let first = plan.tensors.partition_point(|t| t.end <= rel);
-    let mut values: Vec<f32> = Vec::new();
-    let mut bytes: Vec<u8> = Vec::new();
+    let mut values = std::mem::take(&mut scratch.values);
+    let mut bytes = std::mem::take(&mut scratch.bytes);
     for (ti, t) in plan.tensors.iter().enumerate().skip(first) {
         if pos >= end {
             break;
@@ -51,23 +51,36 @@ pub fn read_at(generator: &Generator, offset: u64, buf: &mut [u8], scratch: &mut
             let n = ((e1 - e) as usize).min(STEP_ELEMENTS);
             values.resize(n, 0.0);
             generator.fill(ti, e, &mut values[..n], scratch);
-            bytes.resize(n * es as usize, 0);
-            encode_values(t.dtype, &values[..n], &mut bytes[..n * es as usize]);
-            // Bytes [chunk_begin, chunk_end) of the data section are in `bytes`.
+            // Bytes [chunk_begin, chunk_end) of the data section hold these elements.
             let chunk_begin = t.begin + e * es;
+            let chunk_end = chunk_begin + n as u64 * es;
             let from = (pos - hlen).max(chunk_begin);
-            let to = want_end.min(chunk_begin + n as u64 * es);
-            let src = &bytes[(from - chunk_begin) as usize..(to - chunk_begin) as usize];
+            let to = want_end.min(chunk_end);
             let dst = (from + hlen - offset) as usize;
-            buf[dst..dst + src.len()].copy_from_slice(src);
+            if from == chunk_begin && to == chunk_end {
+                // Whole elements: encode straight into the destination.
+                encode_values(
+                    t.dtype,
+                    &values[..n],
+                    &mut buf[dst..dst + (to - from) as usize],
+                );
+            } else {
+                bytes.resize(n * es as usize, 0);
+                encode_values(t.dtype, &values[..n], &mut bytes[..n * es as usize]);
+                let src = &bytes[(from - chunk_begin) as usize..(to - chunk_begin) as usize];
+                buf[dst..dst + src.len()].copy_from_slice(src);
+            }
             pos = to + hlen;
             e += n as u64;
         }
     }
+    scratch.values = values;
+    scratch.bytes = bytes;
 }
 
 /// `read_at` split across the current rayon pool; the bytes do not depend on the split.
 pub fn read_at_parallel(generator: &Generator, offset: u64, buf: &mut [u8]) {
+    prepare_whole_tensors(generator, offset, buf.len() as u64);
     if buf.len() <= TASK_BYTES {
         read_at(generator, offset, buf, &mut Scratch::default());
         return;
@@ -78,6 +91,38 @@ pub fn read_at_parallel(generator: &Generator, offset: u64, buf: &mut [u8]) {
             read_at(generator, offset + (i * TASK_BYTES) as u64, part, scratch);
         },
     );
+}
+
+/// Computes, on the calling thread, the whole-tensor initializers (orthogonal, …) that the
+/// range needs, before the range is split: their own parallel loops then get every thread of
+/// the pool, instead of the other threads waiting on the tensor's `OnceLock`.
+fn prepare_whole_tensors(generator: &Generator, offset: u64, len: u64) {
+    use crate::init::ValueSource;
+    let plan = generator.plan();
+    let hlen = plan.header.len() as u64;
+    let end = offset + len;
+    if end <= hlen {
+        return;
+    }
+    let rel = offset.saturating_sub(hlen);
+    let rel_end = end - hlen;
+    let first = plan.tensors.partition_point(|t| t.end <= rel);
+    let mut scratch = Scratch::default();
+    for (ti, t) in plan.tensors.iter().enumerate().skip(first) {
+        if t.begin >= rel_end {
+            break;
+        }
+        if t.numel > 0
+            && matches!(
+                t.resolved.source,
+                ValueSource::Orthogonal { .. }
+                    | ValueSource::DeltaOrthogonal { .. }
+                    | ValueSource::Sparse { .. }
+            )
+        {
+            generator.fill(ti, 0, &mut [0.0], &mut scratch);
+        }
+    }
 }
 
 /// A forward reader over a byte range of the file, in chunks.

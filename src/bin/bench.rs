@@ -1,0 +1,320 @@
+//! End-to-end throughput of paraminit on this machine.
+//!
+//! `cargo run --release --bin bench [-- OPTIONS]`
+//!
+//! For each initializer × dtype × format × thread count it builds a one-tensor request, plans
+//! it, and times the whole path: safetensors via `encode::safetensors::read_at_parallel` into a
+//! reused buffer (a fresh `Generator` per run, so whole-tensor initializers are recomputed),
+//! JSON via `encode::json::JsonBody` chunk by chunk. It prints the median and best of the runs
+//! in M elements/s and GB/s of output, and the machine's memcpy bandwidth as the ceiling.
+//!
+//! Options:
+//!   --log2n N        elements per safetensors run (default 26)
+//!   --json-log2n N   elements per JSON run (default 22)
+//!   --runs R         timed runs after one warm-up (default 5)
+//!   --threads 1,2    thread counts (default 1 and all cores)
+//!   --only a,b       only these initializers (uniform, normal, trunc_normal, trunc_normal_002,
+//!                    orthogonal, constant)
+//!   --formats s,j    safetensors and/or json (default both)
+//!   --dtypes f32,..  (default f32,bf16,f16)
+//!   --tsv            also print one tab-separated line per figure (for scripts/bench_peers.py)
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Instant;
+
+use paraminit::encode::json::JsonBody;
+use paraminit::encode::safetensors::read_at_parallel;
+use paraminit::generate::Generator;
+use paraminit::plan::{self, Limits, Plan};
+use paraminit::spec;
+
+struct Opts {
+    log2n: u32,
+    json_log2n: u32,
+    runs: usize,
+    threads: Vec<usize>,
+    only: Option<Vec<String>>,
+    formats: Vec<String>,
+    dtypes: Vec<String>,
+    tsv: bool,
+}
+
+fn parse_opts() -> Opts {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut o = Opts {
+        log2n: 26,
+        json_log2n: 22,
+        runs: 5,
+        threads: if cores > 1 { vec![1, cores] } else { vec![1] },
+        only: None,
+        formats: vec!["safetensors".into(), "json".into()],
+        dtypes: vec!["f32".into(), "bf16".into(), "f16".into()],
+        tsv: false,
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    let list = |s: &str| {
+        s.split(',')
+            .map(|x| x.trim().to_string())
+            .collect::<Vec<_>>()
+    };
+    while i < args.len() {
+        let val = args.get(i + 1).cloned().unwrap_or_default();
+        match args[i].as_str() {
+            "--log2n" => o.log2n = val.parse().expect("--log2n N"),
+            "--json-log2n" => o.json_log2n = val.parse().expect("--json-log2n N"),
+            "--runs" => o.runs = val.parse().expect("--runs R"),
+            "--threads" => {
+                o.threads = list(&val)
+                    .iter()
+                    .map(|t| t.parse().expect("--threads 1,2"))
+                    .collect()
+            }
+            "--only" => o.only = Some(list(&val)),
+            "--formats" => {
+                o.formats = list(&val)
+                    .into_iter()
+                    .map(|f| match f.as_str() {
+                        "s" | "safetensors" => "safetensors".to_string(),
+                        "j" | "json" => "json".to_string(),
+                        other => panic!("unknown format {other}"),
+                    })
+                    .collect()
+            }
+            "--dtypes" => o.dtypes = list(&val),
+            "--tsv" => {
+                o.tsv = true;
+                i += 1;
+                continue;
+            }
+            "-h" | "--help" => {
+                println!("see the doc comment of src/bin/bench.rs");
+                std::process::exit(0);
+            }
+            other => panic!("unknown option {other}"),
+        }
+        i += 2;
+    }
+    o
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+/// (median, best) seconds of `runs` runs after one warm-up.
+fn time_runs(runs: usize, mut f: impl FnMut()) -> (f64, f64) {
+    f();
+    let times: Vec<f64> = (0..runs.max(1))
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64()
+        })
+        .collect();
+    let best = times.iter().cloned().fold(f64::INFINITY, f64::min);
+    (median(times), best)
+}
+
+fn dtype_name(d: &str) -> &'static str {
+    match d {
+        "f32" => "float32",
+        "bf16" => "bfloat16",
+        "f16" => "float16",
+        "f64" => "float64",
+        other => panic!("unknown dtype {other}"),
+    }
+}
+
+/// (name, shape, init JSON) of each benchmarked initializer for `n` elements.
+fn cases(n: u64) -> Vec<(&'static str, Vec<u64>, &'static str)> {
+    vec![
+        (
+            "uniform",
+            vec![n],
+            r#"{"name":"uniform","low":-0.1,"high":0.1}"#,
+        ),
+        ("normal", vec![n], r#"{"name":"normal","mean":0,"std":1}"#),
+        (
+            "trunc_normal",
+            vec![n],
+            r#"{"name":"truncated_normal","mean":0,"std":1,"a":-2,"b":2}"#,
+        ),
+        (
+            "trunc_normal_002",
+            vec![n],
+            r#"{"name":"truncated_normal","mean":0,"std":0.02,"a":-2,"b":2}"#,
+        ),
+        (
+            "orthogonal",
+            vec![4096, 4096],
+            r#"{"name":"orthogonal","gain":1}"#,
+        ),
+        ("constant", vec![n], r#"{"name":"constant","value":0.5}"#),
+    ]
+}
+
+fn make_plan(shape: &[u64], init: &str, dtype: &str) -> Arc<Plan> {
+    let body = format!(
+        r#"{{"seed":42,"dtype":"{}","tensors":[{{"name":"w","shape":{:?},"init":{}}}]}}"#,
+        dtype_name(dtype),
+        shape,
+        init
+    );
+    let req = spec::parse_bytes(body.as_bytes()).expect("bench request parses");
+    Arc::new(plan::build(req, &Limits::UNLIMITED).expect("bench request plans"))
+}
+
+struct Row<'a> {
+    init: &'a str,
+    dtype: &'a str,
+    format: &'a str,
+    threads: usize,
+    elements: u64,
+    bytes: u64,
+    t: (f64, f64),
+}
+
+fn report(tsv: bool, r: &Row) {
+    let (med, best) = r.t;
+    let meps = r.elements as f64 / med / 1e6;
+    let gbs = r.bytes as f64 / med / 1e9;
+    println!(
+        "{:<17} {:<5} {:<11} {} thr  {:>9.1} Melem/s  {:>7.3} GB/s   (best {:>8.1} Melem/s, median {:.4} s)",
+        r.init,
+        r.dtype,
+        r.format,
+        r.threads,
+        meps,
+        gbs,
+        r.elements as f64 / best / 1e6,
+        med
+    );
+    if tsv {
+        println!(
+            "TSV\t{}\t{}\t{}\t{}\t{:.3}\t{:.4}\t{:.6}",
+            r.init, r.dtype, r.format, r.threads, meps, gbs, med
+        );
+    }
+}
+
+fn memcpy_ceiling(o: &Opts) {
+    // 256 MiB, well outside the caches.
+    let len = 1usize << 28;
+    let src = vec![1u8; len];
+    let mut dst = vec![0u8; len];
+    for &threads in &o.threads {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .expect("thread pool");
+        let t = time_runs(o.runs, || {
+            pool.install(|| {
+                use rayon::prelude::*;
+                let part = len.div_ceil(threads);
+                dst.par_chunks_mut(part)
+                    .zip(src.par_chunks(part))
+                    .for_each(|(d, s)| d.copy_from_slice(s));
+            });
+            black_box(&dst);
+        });
+        println!(
+            "memcpy ceiling   {threads} thr  {:>7.3} GB/s copied   (best {:.3} GB/s)",
+            len as f64 / t.0 / 1e9,
+            len as f64 / t.1 / 1e9
+        );
+        if o.tsv {
+            println!(
+                "TSV\tmemcpy\t-\t-\t{threads}\t0\t{:.4}\t{:.6}",
+                len as f64 / t.0 / 1e9,
+                t.0
+            );
+        }
+    }
+}
+
+fn main() {
+    let o = parse_opts();
+    println!(
+        "paraminit bench: 2^{} elements per safetensors run, 2^{} per JSON run, {} runs (median), threads {:?}, {} cores",
+        o.log2n,
+        o.json_log2n,
+        o.runs,
+        o.threads,
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    memcpy_ceiling(&o);
+    let mut buf: Vec<u8> = Vec::new();
+    for format in &o.formats {
+        let n = 1u64
+            << if format == "json" {
+                o.json_log2n
+            } else {
+                o.log2n
+            };
+        for (name, shape, init) in cases(n) {
+            if let Some(only) = &o.only
+                && !only.iter().any(|x| x == name)
+            {
+                continue;
+            }
+            for dtype in &o.dtypes {
+                // Orthogonal: the QR dominates and is the same for every dtype and format.
+                if name == "orthogonal" && (dtype != "f32" || format == "json") {
+                    continue;
+                }
+                let plan = make_plan(&shape, init, dtype);
+                let elements = plan.total_elements;
+                let data_start = plan.data_start();
+                let data_bytes = plan.file_bytes - data_start;
+                let runs = if name == "orthogonal" {
+                    o.runs.min(3)
+                } else {
+                    o.runs
+                };
+                for &threads in &o.threads {
+                    let pool = rayon::ThreadPoolBuilder::new()
+                        .num_threads(threads)
+                        .build()
+                        .expect("thread pool");
+                    let (t, bytes) = if format == "safetensors" {
+                        buf.resize(data_bytes as usize, 0);
+                        let t = time_runs(runs, || {
+                            let g = Generator::new(plan.clone());
+                            pool.install(|| read_at_parallel(&g, data_start, &mut buf));
+                            black_box(&buf);
+                        });
+                        (t, data_bytes)
+                    } else {
+                        let mut bytes = 0u64;
+                        let t = time_runs(runs, || {
+                            let mut body = JsonBody::new(Generator::new(plan.clone()), 1 << 16);
+                            bytes = 0;
+                            pool.install(|| {
+                                while let Some(c) = body.next_chunk() {
+                                    bytes += c.len() as u64;
+                                    black_box(&c);
+                                }
+                            });
+                        });
+                        (t, bytes)
+                    };
+                    report(
+                        o.tsv,
+                        &Row {
+                            init: name,
+                            dtype,
+                            format,
+                            threads,
+                            elements,
+                            bytes,
+                            t,
+                        },
+                    );
+                }
+            }
+        }
+    }
+}
