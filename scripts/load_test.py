@@ -32,6 +32,12 @@ BIG = json.dumps({"seed": 1, "tensors": [{"name": "w", "shape": [400_000_000], "
 
 results = []
 figures = {}
+LOG = f"/tmp/paraminit-load-{os.getpid()}.log"
+
+
+def log_lines(pred):
+    with open(LOG) as f:
+        return [l for l in f if pred(l)]
 
 
 def check(name, ok, detail=""):
@@ -50,9 +56,9 @@ def free_port():
 def start(port, **env):
     e = dict(os.environ, PARAMINIT_ADDR=f"127.0.0.1:{port}", PARAMINIT_MAX_JOBS="2", PARAMINIT_THREADS="2",
              PARAMINIT_IDLE_TIMEOUT_SECS="2", PARAMINIT_BODY_TIMEOUT_SECS="2", PARAMINIT_SHUTDOWN_GRACE_SECS="60",
-             RUST_LOG="warn")
+             RUST_LOG="info", PARAMINIT_LOG_FORMAT="json")
     e.update(env)
-    proc = subprocess.Popen([BIN], env=e, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([BIN], env=e, stdout=subprocess.DEVNULL, stderr=open(LOG, "w"))
     for _ in range(100):
         try:
             request(port, "GET", "/healthz")
@@ -189,6 +195,11 @@ def main():
             reply = b""
         s.close()
         check("a header flood is refused", not reply.startswith(b"HTTP/1.1 200"), reply[:30].decode(errors="replace"))
+        time.sleep(0.2)
+        flood_logs = log_lines(lambda l: "connection ended with an error" in l and "too large" in l.lower())
+        check("the header flood is logged once", len(flood_logs) == 1, f"{len(flood_logs)} log lines")
+        stall_logs = log_lines(lambda l: '"status":408' in l.replace(" ", ""))
+        check("the stalled body is logged once", len(stall_logs) == 1, f"{len(stall_logs)} log lines")
         check("the server keeps serving after the flood", request(port, "GET", "/healthz")[0] == 200)
 
         # 7. SIGTERM mid-stream: the stream completes, then exit 0.

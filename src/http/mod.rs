@@ -460,28 +460,51 @@ pub async fn serve_with_shutdown(
     let app = router(state.clone());
     let addr = listener.local_addr()?;
     tracing::info!(%addr, config = ?state.config, "paraminit listening");
-    let begun = Arc::new(tokio::sync::Notify::new());
-    let begun_tx = begun.clone();
-    let draining = state.draining.clone();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        shutdown.await;
-        draining.store(true, Ordering::SeqCst);
-        tracing::info!(
-            grace_secs = grace.as_secs(),
-            "shutting down: no new connections; finishing in-flight responses"
-        );
-        begun_tx.notify_one();
-    });
-    let deadline = async {
-        begun.notified().await;
-        tokio::time::sleep(grace).await;
-    };
-    tokio::select! {
-        r = server => {
-            tracing::info!("shut down cleanly");
-            r
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let builder =
+        hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(x) => x,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let service = hyper_util::service::TowerToHyperService::new(app.clone());
+                let conn = builder
+                    .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), service)
+                    .into_owned();
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    // Faults that never reach a handler (a header flood answered 431 by hyper,
+                    // a malformed request line, a reset mid-stream) are logged here, once.
+                    if let Err(e) = conn.await {
+                        tracing::info!(%peer, error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            _ = &mut shutdown => break,
         }
-        _ = deadline => {
+    }
+    drop(listener);
+    state.draining.store(true, Ordering::SeqCst);
+    tracing::info!(
+        grace_secs = grace.as_secs(),
+        "shutting down: no new connections; finishing in-flight responses"
+    );
+    tokio::select! {
+        _ = graceful.shutdown() => {
+            tracing::info!("shut down cleanly");
+            Ok(())
+        }
+        _ = tokio::time::sleep(grace) => {
             let busy = state.config.max_jobs - state.jobs.available_permits();
             tracing::warn!(jobs_cut = busy, "grace period over; closing remaining connections");
             Ok(())
