@@ -48,6 +48,16 @@ fn golden_vectors_are_unchanged() {
             "071d997d31e88bb612ea12d032e5cbbf439c59f1afcf28d2c75adb6651fb9939",
             [0, 0, 3221225472, 1069613478],
         ),
+        (
+            "tests/golden/arch.json",
+            "1de7484f411f589ba44b9c0ad7dc04daffb6dc5f0bb737b828ff2e142576b5e9",
+            [1052740666, 1040604656, 1044380408, 1053797308],
+        ),
+        (
+            "tests/golden/hf_llama_tiny.json",
+            "756f340f5c6785adae0ac4db5d46be2bbc7a4751c458834224dc3f49b3463805",
+            [998226868, 3157376188, 3168812234, 3139779523],
+        ),
     ];
     let got: Vec<_> = cases.iter().map(|(path, ..)| data_hash(path)).collect();
     for ((path, ..), (h, f)) in cases.iter().zip(&got) {
