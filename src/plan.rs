@@ -240,6 +240,19 @@ struct Namer {
 }
 
 impl Namer {
+    /// The next automatic name for a class prefix (`lstm_1`, `LSTMCell_2`): the sub-layers a
+    /// Keras/Flax stacked or bidirectional recurrent entry expands into.
+    fn next(&mut self, base: &'static str) -> String {
+        let c = self.counts.entry(base).or_insert(0);
+        let name = match self.framework {
+            Framework::Flax => format!("{base}_{c}"),
+            _ if *c == 0 => base.to_string(),
+            _ => format!("{base}_{c}"),
+        };
+        *c += 1;
+        name
+    }
+
     fn prefix(&mut self, position: usize, layer: &Layer) -> String {
         if let Some(n) = &layer.name {
             return n.clone();
@@ -387,6 +400,9 @@ fn named(name: &str) -> InitSpec {
 struct LayerCtx<'a> {
     fw: Framework,
     prefix: String,
+    /// Keras/Flax stacked or bidirectional recurrent entries: the name prefix of every
+    /// (layer, direction) sub-layer, in that order.
+    sub_names: Vec<String>,
     layer_id: String,
     path: String,
     dtype: DType,
@@ -532,9 +548,21 @@ fn layer_drafts(req: &Request, drafts: &mut Vec<Draft>) -> Result<()> {
             continue;
         }
         let path = index("layers", i);
+        let prefix = namer.prefix(i, layer);
+        let sub_names = match &layer.kind {
+            LayerKind::Recurrent(r)
+                if fw != Framework::PyTorch && (r.num_layers > 1 || r.bidirectional) =>
+            {
+                arch::recurrent_names(fw, r, &prefix, layer.name.is_some(), |base| {
+                    namer.next(base)
+                })
+            }
+            _ => Vec::new(),
+        };
         let mut cx = LayerCtx {
             fw,
-            prefix: namer.prefix(i, layer),
+            prefix,
+            sub_names,
             layer_id: layer.name.clone().unwrap_or_else(|| index("layers", i)),
             path: path.clone(),
             dtype: layer.dtype.unwrap_or(req.dtype),

@@ -265,19 +265,13 @@ fn options_a_framework_lacks_are_named_errors() {
         json!({"seed": 1, "framework": fw, "layers": [layer]})
     };
     for fw in ["keras", "flax"] {
-        for (k, v) in [
-            ("num_layers", json!(2)),
-            ("bidirectional", json!(true)),
-            ("proj_size", json!(1)),
-        ] {
-            assert_eq!(
-                err(&l(fw, json!({k: v}))),
-                (
-                    "unsupported_layer_type".into(),
-                    Some(format!("layers[0].{k}"))
-                )
-            );
-        }
+        assert_eq!(
+            err(&l(fw, json!({"proj_size": 1}))),
+            (
+                "unsupported_layer_type".into(),
+                Some("layers[0].proj_size".into())
+            )
+        );
     }
     assert_eq!(
         err(&l("pytorch", json!({"unit_forget_bias": true})))
@@ -310,4 +304,80 @@ fn canonical_form_is_a_fixed_point() {
     .unwrap();
     let c = r.to_canonical_json();
     assert_eq!(spec::parse(&c).unwrap(), r);
+}
+
+/// Stacked and bidirectional layers under Keras and Flax take the names those frameworks write
+/// (read off Keras 3.15.1 and Flax 0.12.8), and their kernels are the same streams as PyTorch's
+/// `weight_ih_l{k}[_reverse]`.
+#[test]
+fn keras_and_flax_stacked_and_bidirectional_names() {
+    let req = |fw: &str| {
+        json!({"seed": 4, "framework": fw, "layers": [
+            {"type": "lstm", "input_size": 6, "hidden_size": 4, "num_layers": 2, "bidirectional": true, "kernel_initializer": "glorot_uniform"},
+            {"type": "lstm", "hidden_size": 3, "num_layers": 2}
+        ]})
+    };
+    let k = support::plan(&req("keras"));
+    let names: std::collections::BTreeSet<String> =
+        k.tensors.iter().map(|t| t.name.clone()).collect();
+    for n in [
+        "bidirectional/forward_lstm/lstm_cell/kernel",
+        "bidirectional/backward_lstm/lstm_cell/recurrent_kernel",
+        "bidirectional_1/forward_lstm_1/lstm_cell/bias",
+        "bidirectional_1/backward_lstm_1/lstm_cell/kernel",
+        "lstm_2/lstm_cell/kernel",
+        "lstm_3/lstm_cell/kernel",
+    ] {
+        assert!(names.contains(n), "{n} not in {names:?}");
+    }
+    let shape =
+        |p: &paraminit::plan::Plan, n: &str| p.tensors[support::tensor_index(p, n)].shape.clone();
+    assert_eq!(
+        shape(&k, "bidirectional/forward_lstm/lstm_cell/kernel"),
+        vec![6, 16]
+    );
+    assert_eq!(
+        shape(&k, "bidirectional_1/forward_lstm_1/lstm_cell/kernel"),
+        vec![8, 16]
+    );
+    assert_eq!(shape(&k, "lstm_2/lstm_cell/kernel"), vec![8, 12]);
+    assert_eq!(shape(&k, "lstm_3/lstm_cell/kernel"), vec![3, 12]);
+
+    let f = support::plan(&req("flax"));
+    let fnames: std::collections::BTreeSet<String> =
+        f.tensors.iter().map(|t| t.name.clone()).collect();
+    for cell in [
+        "LSTMCell_0",
+        "LSTMCell_1",
+        "LSTMCell_2",
+        "LSTMCell_3",
+        "LSTMCell_4",
+        "LSTMCell_5",
+    ] {
+        assert!(
+            fnames.contains(&format!("params/{cell}/ii/kernel")),
+            "{cell}"
+        );
+    }
+    assert_eq!(shape(&f, "params/LSTMCell_2/ii/kernel"), vec![8, 4]);
+    assert_eq!(shape(&f, "params/LSTMCell_4/ii/kernel"), vec![8, 3]);
+
+    // Same streams as PyTorch: the Keras kernel of layer 1, reverse direction, is the transposed
+    // weight_ih_l1_reverse.
+    let pt = support::plan(&req("pytorch"));
+    let w = support::values(&pt, "0.weight_ih_l1_reverse");
+    let kk = support::values(&k, "bidirectional_1/backward_lstm_1/lstm_cell/kernel");
+    for o in 0..16 {
+        for i in 0..8 {
+            assert_eq!(kk[i * 16 + o], w[o * 8 + i]);
+        }
+    }
+    // Named entries: `enc`, then `enc_1`, …
+    let named = support::plan(&json!({"seed": 4, "framework": "keras", "layers": [
+        {"type": "gru", "name": "enc", "input_size": 5, "hidden_size": 2, "num_layers": 2}]}));
+    let nn: Vec<&str> = named.tensors.iter().map(|t| t.name.as_str()).collect();
+    assert!(
+        nn.contains(&"enc/gru_cell/kernel") && nn.contains(&"enc_1/gru_cell/kernel"),
+        "{nn:?}"
+    );
 }

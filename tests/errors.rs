@@ -99,9 +99,9 @@ fn each_error_class_has_its_code_and_path() {
             Some("layers[0].type"),
         ),
         (
-            "{\"seed\": 1, \"framework\": \"keras\", \"layers\": [{\"type\": \"lstm\", \"input_size\": 2, \"hidden_size\": 3, \"bidirectional\": true}]}",
+            "{\"seed\": 1, \"framework\": \"keras\", \"layers\": [{\"type\": \"lstm\", \"input_size\": 2, \"hidden_size\": 3, \"proj_size\": 2}]}",
             UnsupportedLayerType,
-            Some("layers[0].bidirectional"),
+            Some("layers[0].proj_size"),
         ),
         (
             "{\"seed\": 1, \"hf_config\": {\"architectures\": [\"T5Model\"]}}",

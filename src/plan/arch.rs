@@ -110,42 +110,151 @@ fn with_reason(spec: InitSpec, r: &str) -> (InitSpec, String) {
     (spec, r.to_string())
 }
 
+/// Name prefixes of the sub-layers a Keras/Flax recurrent entry with `num_layers > 1` or
+/// `bidirectional` expands into, one per (layer, direction) in that order — what the framework
+/// itself writes (read off Keras 3.15 and Flax 0.12):
+/// - Keras: stacked layers are separate layers (`lstm`, `lstm_1`, …); a bidirectional layer is
+///   `Bidirectional(LSTM)`: `bidirectional/forward_lstm/…` and `bidirectional/backward_lstm/…`,
+///   the wrapped layer taking the next `lstm` name.
+/// - Flax: every direction of every layer is its own cell (`LSTMCell_0`, `LSTMCell_1`, …; the
+///   `RNN`/`Bidirectional` wrappers add no scope).
+///
+/// A named entry `n` uses `n` for its first sub-layer (Keras: its first wrapper) and `n_1`,
+/// `n_2`, … for the others.
+pub(super) fn recurrent_names(
+    fw: Framework,
+    r: &Recurrent,
+    prefix: &str,
+    named: bool,
+    mut next: impl FnMut(&'static str) -> String,
+) -> Vec<String> {
+    let dirs = if r.bidirectional { 2 } else { 1 };
+    let mut out = Vec::new();
+    let user = |i: u64| {
+        if i == 0 {
+            prefix.to_string()
+        } else {
+            format!("{prefix}_{i}")
+        }
+    };
+    for k in 0..r.num_layers {
+        match fw {
+            Framework::Keras => {
+                if r.bidirectional {
+                    let wrapper = if named {
+                        user(k)
+                    } else {
+                        next("bidirectional")
+                    };
+                    let inner = if k == 0 && !named {
+                        prefix.to_string()
+                    } else {
+                        next(keras_class(r))
+                    };
+                    out.push(format!("{wrapper}/forward_{inner}"));
+                    out.push(format!("{wrapper}/backward_{inner}"));
+                } else {
+                    out.push(if k == 0 {
+                        prefix.to_string()
+                    } else if named {
+                        user(k)
+                    } else {
+                        next(keras_class(r))
+                    });
+                }
+            }
+            _ => {
+                for d in 0..dirs {
+                    let i = k * dirs + d;
+                    out.push(if i == 0 {
+                        prefix.to_string()
+                    } else if named {
+                        user(i)
+                    } else {
+                        next(flax_class(r))
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
 pub(super) fn recurrent(cx: &mut LayerCtx<'_>, r: &Recurrent) -> Result<()> {
     match cx.fw {
         Framework::PyTorch => pytorch_recurrent(cx, r),
         fw => {
-            let fname = if fw == Framework::Keras {
-                "Keras"
-            } else {
-                "Flax"
-            };
-            if r.num_layers > 1 {
-                return Err(cx.unsupported(
-                    "num_layers",
-                    format!(
-                        "{fname} recurrent layers have one layer each; stack {} entries instead",
-                        r.cell.type_name()
-                    ),
-                ));
-            }
-            if r.bidirectional {
-                return Err(cx.unsupported(
-                    "bidirectional",
-                    format!("bidirectional {} is a wrapper in {fname}, not part of the layer; it is not supported under {}", r.cell.type_name(), fw.as_str()),
-                ));
-            }
             if r.proj_size > 0 {
+                let fname = if fw == Framework::Keras {
+                    "Keras"
+                } else {
+                    "Flax"
+                };
                 return Err(cx.unsupported(
                     "proj_size",
                     format!("proj_size is PyTorch-only; {fname} LSTMs have no projection"),
                 ));
             }
-            if fw == Framework::Keras {
-                keras_recurrent(cx, r)
-            } else {
-                flax_recurrent(cx, r)
+            let dirs = if r.bidirectional { 2 } else { 1 };
+            let base = cx.prefix.clone();
+            for k in 0..r.num_layers {
+                for d in 0..dirs {
+                    let i = (k * dirs + d) as usize;
+                    if let Some(name) = cx.sub_names.get(i) {
+                        cx.prefix = name.clone();
+                    }
+                    let input = if k == 0 {
+                        r.input_size
+                    } else {
+                        r.hidden_size * dirs
+                    };
+                    // Stream roles follow PyTorch's `_l{k}` / `_reverse` suffixes, so the same
+                    // sub-layer has the same identity in every framework.
+                    let sub = Sub {
+                        layer: k,
+                        reverse: d == 1,
+                        input,
+                    };
+                    if fw == Framework::Keras {
+                        keras_recurrent(cx, r, &sub)?;
+                    } else {
+                        flax_recurrent(cx, r, &sub)?;
+                    }
+                }
             }
+            cx.prefix = base;
+            Ok(())
         }
+    }
+}
+
+/// One (layer, direction) of a stacked or bidirectional recurrent entry.
+struct Sub {
+    layer: u64,
+    reverse: bool,
+    input: u64,
+}
+
+impl Sub {
+    /// Suffix of the stream role: none for the first forward layer (as before stacking
+    /// existed), else `_l{k}` and `_reverse` as in PyTorch's parameter names.
+    fn suffix(&self) -> String {
+        if self.layer == 0 && !self.reverse {
+            String::new()
+        } else {
+            format!(
+                "_l{}{}",
+                self.layer,
+                if self.reverse { "_reverse" } else { "" }
+            )
+        }
+    }
+    fn torch_suffix(&self) -> String {
+        format!(
+            "_l{}{}",
+            self.layer,
+            if self.reverse { "_reverse" } else { "" }
+        )
     }
 }
 
@@ -240,7 +349,7 @@ fn pytorch_recurrent(cx: &mut LayerCtx<'_>, r: &Recurrent) -> Result<()> {
     Ok(())
 }
 
-fn keras_recurrent(cx: &mut LayerCtx<'_>, r: &Recurrent) -> Result<()> {
+fn keras_recurrent(cx: &mut LayerCtx<'_>, r: &Recurrent, sub: &Sub) -> Result<()> {
     if r.reset_after.is_some() && r.cell != Cell::Gru {
         return Err(cx.unsupported("reset_after", "reset_after is a GRU option".into()));
     }
@@ -251,14 +360,20 @@ fn keras_recurrent(cx: &mut LayerCtx<'_>, r: &Recurrent) -> Result<()> {
     // the transposed PyTorch weight_ih_l0/weight_hh_l0 streams; Keras GRU (z,r,h) differs from
     // PyTorch (r,z,n), so its kernels are streams of their own.
     let (ih, hh) = if r.cell == Cell::Gru {
-        ("kernel", "recurrent_kernel")
+        (
+            format!("kernel{}", sub.suffix()),
+            format!("recurrent_kernel{}", sub.suffix()),
+        )
     } else {
-        ("weight_ih_l0", "weight_hh_l0")
+        (
+            format!("weight_ih{}", sub.torch_suffix()),
+            format!("weight_hh{}", sub.torch_suffix()),
+        )
     };
     cx.put(Spec {
         tail: format!("{cell}/kernel"),
-        role: ih.into(),
-        logical: vec![gh, r.input_size],
+        role: ih,
+        logical: vec![gh, sub.input],
         perm: Some(vec![1, 0]),
         requested: r.kernel_init.as_ref(),
         requested_key: "kernel_initializer",
@@ -268,7 +383,7 @@ fn keras_recurrent(cx: &mut LayerCtx<'_>, r: &Recurrent) -> Result<()> {
     })?;
     cx.put(Spec {
         tail: format!("{cell}/recurrent_kernel"),
-        role: hh.into(),
+        role: hh,
         logical: vec![gh, h],
         perm: Some(vec![1, 0]),
         requested: r.recurrent_init.as_ref(),
@@ -287,7 +402,7 @@ fn keras_recurrent(cx: &mut LayerCtx<'_>, r: &Recurrent) -> Result<()> {
     };
     cx.put(Spec {
         tail: format!("{cell}/bias"),
-        role: "bias".into(),
+        role: format!("bias{}", sub.suffix()),
         logical,
         perm: None,
         requested: r.bias_init.as_ref(),
@@ -327,7 +442,7 @@ fn keras_recurrent(cx: &mut LayerCtx<'_>, r: &Recurrent) -> Result<()> {
     Ok(())
 }
 
-fn flax_recurrent(cx: &mut LayerCtx<'_>, r: &Recurrent) -> Result<()> {
+fn flax_recurrent(cx: &mut LayerCtx<'_>, r: &Recurrent, sub: &Sub) -> Result<()> {
     if !r.bias {
         return Err(cx.unsupported("bias", "Flax recurrent cells always have biases".into()));
     }
@@ -370,7 +485,7 @@ fn flax_recurrent(cx: &mut LayerCtx<'_>, r: &Recurrent) -> Result<()> {
     for &(g, input, bias) in gates {
         let (logical, req, key, default) = if input {
             (
-                vec![h, r.input_size],
+                vec![h, sub.input],
                 &r.kernel_init,
                 "kernel_initializer",
                 with_reason(
@@ -391,7 +506,7 @@ fn flax_recurrent(cx: &mut LayerCtx<'_>, r: &Recurrent) -> Result<()> {
         };
         cx.put(Spec {
             tail: format!("{g}/kernel"),
-            role: format!("{g}/kernel"),
+            role: format!("{g}/kernel{}", sub.suffix()),
             logical,
             perm: Some(vec![1, 0]),
             requested: req.as_ref(),
@@ -403,7 +518,7 @@ fn flax_recurrent(cx: &mut LayerCtx<'_>, r: &Recurrent) -> Result<()> {
         if bias {
             cx.put(Spec {
                 tail: format!("{g}/bias"),
-                role: format!("{g}/bias"),
+                role: format!("{g}/bias{}", sub.suffix()),
                 logical: vec![h],
                 perm: None,
                 requested: r.bias_init.as_ref(),
