@@ -245,7 +245,7 @@ pub fn set_simd_limit(level: u8) {
 
 #[inline(always)]
 #[allow(dead_code)] // unused on non-x86_64 targets
-fn simd_limit() -> u8 {
+pub(crate) fn simd_limit() -> u8 {
     SIMD_LIMIT.load(Ordering::Relaxed)
 }
 
@@ -277,11 +277,11 @@ macro_rules! multiversion {
                 fn avx2($($arg: $ty),*) {
                     generic($($arg),*)
                 }
-                if simd_limit() >= 2 && std::arch::is_x86_feature_detected!("avx512f") {
+                if $crate::sample::simd_limit() >= 2 && std::arch::is_x86_feature_detected!("avx512f") {
                     // SAFETY: the CPU supports AVX-512F (checked just above).
                     return unsafe { avx512($($arg),*) };
                 }
-                if simd_limit() >= 1 && std::arch::is_x86_feature_detected!("avx2") {
+                if $crate::sample::simd_limit() >= 1 && std::arch::is_x86_feature_detected!("avx2") {
                     // SAFETY: the CPU supports AVX2 (checked just above).
                     return unsafe { avx2($($arg),*) };
                 }
@@ -290,6 +290,7 @@ macro_rules! multiversion {
         }
     };
 }
+pub(crate) use multiversion;
 
 multiversion! {
     fn uniform_words(words: &[u32], out: &mut [f32], low: f32, scale: f32) {

@@ -7,40 +7,7 @@
 #![allow(clippy::needless_range_loop)] // kernels index fixed-size rows and columns
 
 use crate::rng::{AUX_REGION, WordReader};
-use crate::sample::{Kernel, fill, fill_normal_pairs};
-
-/// Compiles a kernel for the baseline, AVX2 and AVX-512F and picks one at run time: the same
-/// IEEE operations in the same order (Rust never contracts to FMA), so identical bits.
-macro_rules! simd_fn {
-    ($(#[$m:meta])* fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $body:block) => {
-        $(#[$m])*
-        #[inline(never)]
-        fn $name($($arg: $ty),*) {
-            #[inline(always)]
-            fn generic($($arg: $ty),*) $body
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx512f")]
-                fn avx512($($arg: $ty),*) {
-                    generic($($arg),*)
-                }
-                #[target_feature(enable = "avx2")]
-                fn avx2($($arg: $ty),*) {
-                    generic($($arg),*)
-                }
-                if std::arch::is_x86_feature_detected!("avx512f") {
-                    // SAFETY: the CPU supports AVX-512F (checked just above).
-                    return unsafe { avx512($($arg),*) };
-                }
-                if std::arch::is_x86_feature_detected!("avx2") {
-                    // SAFETY: the CPU supports AVX2 (checked just above).
-                    return unsafe { avx2($($arg),*) };
-                }
-            }
-            generic($($arg),*)
-        }
-    };
-}
+use crate::sample::{Kernel, fill, fill_normal_pairs, multiversion};
 
 /// Columns per block of the blocked QR (the panel width, and the width of a parallel task).
 pub const QR_BLOCK: usize = 64;
@@ -210,7 +177,7 @@ fn factor_panel(pb: &mut [f64], rows: usize, width: usize, betas: &mut [f64; B],
     }
 }
 
-simd_fn! {
+multiversion! {
 /// Applies H_k to the panel's columns k+1.. (all B columns are computed, the ones ≤ k are
 /// discarded): s_j = β·(Σ_{r≥k} v_r·P[r,j]) (r ascending), P[r,j] = P[r,j] − s_j·v_r.
 fn panel_reflect(pb: &mut [f64], rows: usize, k: usize, beta: f64) {
@@ -257,7 +224,7 @@ fn build_t(v: &[f64], rows: usize, width: usize, betas: &[f64; B]) -> Vec<f64> {
     t
 }
 
-simd_fn! {
+multiversion! {
 /// G[a][b] = Σ_r V[r][a]·V[r][b] (r ascending).
 fn gram(v: &[f64], rows: usize, width: usize, g: &mut [[f64; B]]) {
     for r in 0..rows {
