@@ -70,10 +70,6 @@ impl Generator {
         &self.plan
     }
 
-    pub fn plan_arc(&self) -> &Arc<Plan> {
-        &self.plan
-    }
-
     /// `out[j]` = element `start + j` (output layout, row-major) of tensor `t` — of its slice
     /// when the request shards it.
     pub fn fill(&self, t: usize, start: u64, out: &mut [f32], scratch: &mut Scratch) {

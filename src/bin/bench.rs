@@ -19,9 +19,12 @@
 //!   --dtypes f32,..  (default f32,bf16,f16)
 //!   --tsv            also print one tab-separated line per figure (for scripts/bench_peers.py)
 
+#[path = "shared/timing.rs"]
+mod timing;
+use timing::time_runs;
+
 use std::hint::black_box;
 use std::sync::Arc;
-use std::time::Instant;
 
 use paraminit::encode::json::JsonBody;
 use paraminit::encode::safetensors::read_at_parallel;
@@ -97,25 +100,6 @@ fn parse_opts() -> Opts {
         i += 2;
     }
     o
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
-}
-
-/// (median, best) seconds of `runs` runs after one warm-up.
-fn time_runs(runs: usize, mut f: impl FnMut()) -> (f64, f64) {
-    f();
-    let times: Vec<f64> = (0..runs.max(1))
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed().as_secs_f64()
-        })
-        .collect();
-    let best = times.iter().cloned().fold(f64::INFINITY, f64::min);
-    (median(times), best)
 }
 
 fn dtype_name(d: &str) -> &'static str {

@@ -3,30 +3,13 @@
 //! `cargo run --release --bin bench_kernels [-- LOG2_N RUNS]` (defaults 24 and 5): prints the
 //! median and best elements/s (words/s) over RUNS runs of 2^LOG2_N elements, for each kernel.
 
+#[path = "shared/timing.rs"]
+mod timing;
+use timing::time_runs;
+
 use paraminit::rng::{WordReader, stream_id};
 use paraminit::sample::{Kernel, TruncParams, fill};
 use std::hint::black_box;
-use std::time::Instant;
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
-}
-
-/// (median, best) wall time of `runs` runs after one warm-up run. The best run is the least
-/// disturbed by other load on the machine.
-fn time_runs(runs: usize, mut f: impl FnMut()) -> (f64, f64) {
-    f(); // warm-up (page faults, caches)
-    let times: Vec<f64> = (0..runs)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed().as_secs_f64()
-        })
-        .collect();
-    let best = times.iter().cloned().fold(f64::INFINITY, f64::min);
-    (median(times), best)
-}
 
 fn report(name: &str, unit: &str, n: usize, (med, best): (f64, f64)) {
     println!(

@@ -143,10 +143,6 @@ impl SafetensorsBody {
         }
     }
 
-    pub fn remaining(&self) -> u64 {
-        self.end - self.pos
-    }
-
     /// The next chunk, or `None` at the end. Uses the current rayon pool.
     pub fn next_chunk(&mut self) -> Option<Vec<u8>> {
         if self.pos >= self.end {

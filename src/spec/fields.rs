@@ -147,13 +147,6 @@ impl<'a> Obj<'a> {
         }
         Ok(())
     }
-
-    /// Marks a key as known without reading it (fields handled by a later stage).
-    pub fn mark(&self, key: &'a str) {
-        if let Some((k, _)) = self.map.get_key_value(key) {
-            self.used.borrow_mut().insert(k.as_str());
-        }
-    }
 }
 
 pub fn positive_size(v: &Value, path: &str) -> Result<u64> {
