@@ -229,6 +229,14 @@ fn shape_str(s: &[u64]) -> String {
     format!("{s:?}")
 }
 
+/// A structured initializer on a tensor of the wrong rank.
+fn wrong_rank(ctx: &TensorCtx<'_>, init: &str, what: &str) -> SpecError {
+    mismatch(
+        ctx.path,
+        format!("{init} needs {what}, got shape {}", shape_str(ctx.shape)),
+    )
+}
+
 impl TensorCtx<'_> {
     fn fans(&self, init: &str) -> Result<(f64, f64)> {
         let rule_fans = FanRule::of(self.framework).fans(self.shape);
@@ -452,12 +460,10 @@ pub fn resolve(spec: &InitSpec, ctx: &TensorCtx<'_>) -> Result<Resolved> {
         }
         "orthogonal" => {
             if logical.len() < 2 {
-                return Err(mismatch(
-                    path,
-                    format!(
-                        "orthogonal needs a tensor of at least 2 dimensions, got shape {}",
-                        shape_str(ctx.shape)
-                    ),
+                return Err(wrong_rank(
+                    ctx,
+                    "orthogonal",
+                    "a tensor of at least 2 dimensions",
                 ));
             }
             let mut info = InitInfo::new(spec, "orthogonal");
@@ -471,13 +477,7 @@ pub fn resolve(spec: &InitSpec, ctx: &TensorCtx<'_>) -> Result<Resolved> {
         }
         "identity" => {
             if logical.len() != 2 {
-                return Err(mismatch(
-                    path,
-                    format!(
-                        "identity/eye needs a 2-D tensor, got shape {}",
-                        shape_str(ctx.shape)
-                    ),
-                ));
+                return Err(wrong_rank(ctx, "identity/eye", "a 2-D tensor"));
             }
             let mut info = InitInfo::new(spec, "identity");
             info.gain = Some(spec.f("gain"));
@@ -491,12 +491,10 @@ pub fn resolve(spec: &InitSpec, ctx: &TensorCtx<'_>) -> Result<Resolved> {
         "dirac" => {
             let groups = spec.count("groups");
             if !(3..=5).contains(&logical.len()) {
-                return Err(mismatch(
-                    path,
-                    format!(
-                        "dirac needs a 3-, 4- or 5-D convolution weight, got shape {}",
-                        shape_str(ctx.shape)
-                    ),
+                return Err(wrong_rank(
+                    ctx,
+                    "dirac",
+                    "a 3-, 4- or 5-D convolution weight",
                 ));
             }
             if !logical[0].is_multiple_of(groups) {
@@ -515,12 +513,10 @@ pub fn resolve(spec: &InitSpec, ctx: &TensorCtx<'_>) -> Result<Resolved> {
         }
         "delta_orthogonal" => {
             if !(3..=5).contains(&logical.len()) {
-                return Err(mismatch(
-                    path,
-                    format!(
-                        "delta_orthogonal needs a 3-, 4- or 5-D convolution kernel, got shape {}",
-                        shape_str(ctx.shape)
-                    ),
+                return Err(wrong_rank(
+                    ctx,
+                    "delta_orthogonal",
+                    "a 3-, 4- or 5-D convolution kernel",
                 ));
             }
             if logical[0] < logical[1] {
@@ -543,13 +539,7 @@ pub fn resolve(spec: &InitSpec, ctx: &TensorCtx<'_>) -> Result<Resolved> {
         }
         "sparse" => {
             if logical.len() != 2 {
-                return Err(mismatch(
-                    path,
-                    format!(
-                        "sparse needs a 2-D tensor, got shape {}",
-                        shape_str(ctx.shape)
-                    ),
-                ));
+                return Err(wrong_rank(ctx, "sparse", "a 2-D tensor"));
             }
             let mut info = InitInfo::new(spec, "sparse");
             info.std = Some(spec.f("std"));
