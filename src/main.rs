@@ -16,8 +16,10 @@ fn main() {
             format,
         } => cli::generate(&spec, &output, format),
         Command::Plan { spec } => cli::plan_file(&spec).and_then(|p| print_json(&p.to_json())),
-        Command::Analyze { spec, batch } => cli::plan_file(&spec)
-            .and_then(|p| print_json(&paraminit::analyze::analyze(Arc::new(p), batch))),
+        Command::Analyze { spec, batch } => cli::plan_file(&spec).and_then(|p| {
+            let report = paraminit::analyze::analyze(Arc::new(p), batch).map_err(Failure::Input)?;
+            print_json(&report)
+        }),
         Command::Healthcheck { addr } => {
             let addr = match addr {
                 Some(a) => a,

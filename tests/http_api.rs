@@ -366,12 +366,11 @@ async fn limits_are_413_with_numbers() {
         "{m}"
     );
 
-    let v = json_of(
-        &app,
-        post("/v1/plan", SEED_MLP),
-        StatusCode::PAYLOAD_TOO_LARGE,
-    )
-    .await;
+    // Limits are charged as tensors are produced: four tiny tensors pass the element limit
+    // and the fourth crosses the tensor limit.
+    let four = r#"{"seed": 1, "tensors": [{"name": "a", "shape": [1], "init": "zeros"}, {"name": "b", "shape": [1], "init": "zeros"}, {"name": "c", "shape": [1], "init": "zeros"}, {"name": "d", "shape": [1], "init": "zeros"}]}"#;
+    let v = json_of(&app, post("/v1/plan", four), StatusCode::PAYLOAD_TOO_LARGE).await;
+    assert_eq!(v["error"]["path"], "tensors[3]");
     let m = v["error"]["message"].as_str().unwrap();
     assert!(
         m.contains("PARAMINIT_MAX_TENSORS") && m.contains('3'),

@@ -378,9 +378,9 @@ async fn analyze_route(State(state): State<AppState>, req: Request) -> Result<Re
     let report = tokio::task::spawn_blocking(move || {
         let _permit = permit;
         pool.install(|| {
-            let mut r = crate::analyze::analyze(plan.clone(), batch);
+            let mut r = crate::analyze::analyze(plan.clone(), batch)?;
             r["histograms"] = crate::analyze::histograms(plan);
-            r
+            Ok::<_, crate::error::SpecError>(r)
         })
     })
     .await
@@ -389,7 +389,8 @@ async fn analyze_route(State(state): State<AppState>, req: Request) -> Result<Re
             std::panic::resume_unwind(e.into_panic());
         }
         ApiError::internal()
-    })?;
+    })?
+    .map_err(ApiError::from)?;
     Ok(json_response(StatusCode::OK, &report))
 }
 
