@@ -277,3 +277,17 @@ fn analyze_of_many_small_layers_answers() {
         .sum();
     assert!(sampled <= paraminit::analyze::HISTOGRAM_BUDGET as u64);
 }
+
+#[test]
+fn a_cancelled_plan_stops_at_the_next_tensor() {
+    let r =
+        spec::parse(&json!({"seed": 1, "tensors": [{"name": "a", "shape": [2], "init": "zeros"}]}))
+            .unwrap();
+    let cancel = plan::Cancel::new();
+    {
+        let _guard = plan::CancelOnDrop(cancel.clone());
+    }
+    assert!(cancel.is_cancelled());
+    assert!(plan::build_cancellable(r.clone(), &DEFAULT, &cancel).is_err());
+    assert!(plan::build_cancellable(r, &DEFAULT, &plan::Cancel::new()).is_ok());
+}

@@ -231,7 +231,8 @@ async fn negotiation_cases() {
 }
 
 #[tokio::test]
-async fn if_none_match_gives_304() {
+async fn if_none_match_on_a_post_gives_412() {
+    // RFC 9110 §13.1.2: 304 is for GET and HEAD (tests/http_partial.rs); a POST gets 412.
     let app = app();
     for q in ["", "?format=safetensors"] {
         let res = send(&app, init_req(q, None)).await;
@@ -247,9 +248,10 @@ async fn if_none_match_gives_304() {
             req.headers_mut()
                 .insert("if-none-match", inm.parse().unwrap());
             let res = send(&app, req).await;
-            assert_eq!(res.status(), StatusCode::NOT_MODIFIED, "{inm}");
+            assert_eq!(res.status(), StatusCode::PRECONDITION_FAILED, "{inm}");
             assert_eq!(res.headers()["etag"], etag);
-            assert!(body_bytes(res).await.is_empty());
+            let v: Value = serde_json::from_slice(&body_bytes(res).await).unwrap();
+            assert_envelope(&v, "precondition_failed", None);
         }
         let mut req = init_req(q, None);
         req.headers_mut()
