@@ -9,11 +9,13 @@
 //! gradient with respect to its input scales by n_out·σ²·E[φ'(z)²]. Expectations are computed by
 //! Simpson quadrature over ±12√q.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use rayon::prelude::*;
 use serde_json::{Value, json};
 
+use crate::error::{ErrorCode, Result, SpecError};
 use crate::generate::{Generator, Scratch};
 use crate::init::ValueSource;
 use crate::plan::{Layout, Plan, TensorPlan};
@@ -32,6 +34,15 @@ pub const MAX_WORK: u64 = 1 << 30;
 pub const THRESHOLD: f64 = 100.0;
 /// Values kept per tensor for the histograms.
 pub const HISTOGRAM_SAMPLE: usize = 65536;
+/// Values sampled for the histograms over all tensors: a request of many tensors gets fewer
+/// per tensor (each tensor's `sampled` says how many).
+pub const HISTOGRAM_BUDGET: usize = 1 << 22;
+/// Weight and bias elements the measured pass holds (as f32) for all analysed layers at once:
+/// 2^24 elements, 64 MiB.
+pub const MAX_ANALYZED_WEIGHTS: u64 = 1 << 24;
+/// Activation values (batch × Σ (fan_in + fan_out) over the analysed layers, f64) kept for the
+/// backward pass: 2^23 values, 64 MiB, plus the same again transiently.
+pub const MAX_ANALYZED_ACTIVATIONS: u64 = 1 << 23;
 pub const HISTOGRAM_BINS: usize = 40;
 
 fn act_value(a: Activation, x: f64) -> f64 {
@@ -222,15 +233,75 @@ fn weight_second_moment(tp: &TensorPlan, w: &[f32]) -> f64 {
     w.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>() / w.len().max(1) as f64
 }
 
-/// Runs the analysis. `batch` is clamped to [8, MAX_BATCH] and to the work bound.
-pub fn analyze(plan: Arc<Plan>, batch: usize) -> Value {
+/// The smallest batch of the measured pass.
+pub const MIN_BATCH: usize = 8;
+
+fn too_much(path: String, msg: String) -> SpecError {
+    SpecError::new(ErrorCode::LimitExceeded, path, msg)
+}
+
+/// The work bound, in closed form and before any allocation: the weights held, the activations
+/// kept and batch × parameters. Returns the batch to use (`batch` clamped to
+/// [MIN_BATCH, MAX_BATCH] and lowered to fit the work and activation bounds), or a
+/// `limit_exceeded` error naming the bound when even the smallest batch does not fit.
+fn bounds(plan: &Plan, stages: &[Stage], batch: usize) -> Result<usize> {
+    if plan.request.shard.is_some() {
+        return Err(SpecError::new(
+            ErrorCode::ConflictingFields,
+            "shard",
+            "analyze measures whole layers; a shard holds only a slice of each weight: drop `shard`",
+        ));
+    }
+    let mut weights = 0u64;
+    let mut params = 0u64;
+    let mut widths = 0u64;
+    for s in stages {
+        let w = plan.tensors[s.weight].numel;
+        let b = s.bias.map(|b| plan.tensors[b].numel).unwrap_or(0);
+        params = params.saturating_add(w);
+        weights = weights.saturating_add(w).saturating_add(b);
+        widths = widths
+            .saturating_add(s.fan_in as u64)
+            .saturating_add(s.fan_out as u64);
+        if weights > MAX_ANALYZED_WEIGHTS {
+            return Err(too_much(
+                format!("layers[{}]", s.index),
+                format!(
+                    "analyze holds every analysed weight: up to this layer {weights} elements, more than its limit of {MAX_ANALYZED_WEIGHTS}; analyze a narrower model"
+                ),
+            ));
+        }
+    }
+    let by_work = MAX_WORK / params.max(1);
+    let by_activations = MAX_ANALYZED_ACTIVATIONS / widths.max(1);
+    let batch = (batch.clamp(MIN_BATCH, MAX_BATCH) as u64)
+        .min(by_work)
+        .min(by_activations);
+    if batch < MIN_BATCH as u64 {
+        return Err(too_much(
+            "layers".into(),
+            format!(
+                "the measured pass needs a batch of at least {MIN_BATCH}; with {params} parameters and {widths} activations per sample that passes its limits ({MAX_WORK} batch × parameters, {MAX_ANALYZED_ACTIVATIONS} activations)"
+            ),
+        ));
+    }
+    Ok(batch as usize)
+}
+
+/// Runs the analysis. `batch` is clamped to [MIN_BATCH, MAX_BATCH] and to the work bounds;
+/// a model past them is refused before anything is allocated.
+pub fn analyze(plan: Arc<Plan>, batch: usize) -> Result<Value> {
     let req = &plan.request;
     let generator = Generator::new(plan.clone());
+    // (origin, role) → tensor index, built once: a lookup per layer, not a scan.
+    let mut by_role: HashMap<(&str, &str), usize> = HashMap::with_capacity(plan.tensors.len());
+    for (i, t) in plan.tensors.iter().enumerate() {
+        let role = t.identity.rsplit('/').next().unwrap_or("");
+        by_role.entry((t.origin.as_str(), role)).or_insert(i);
+    }
     let find = |k: usize, role: &str| {
         let origin = format!("layers[{k}]");
-        plan.tensors
-            .iter()
-            .position(|t| t.origin == origin && t.identity.ends_with(&format!("/{role}")))
+        by_role.get(&(origin.as_str(), role)).copied()
     };
     // Walk the layers: analysed stages, and what is not analysed.
     let mut stages: Vec<Stage> = Vec::new();
@@ -310,9 +381,7 @@ pub fn analyze(plan: Arc<Plan>, batch: usize) -> Value {
     if req.hf.is_some() {
         not_analysed.push(json!({"layer": null, "type": "hf_config", "why": "Hugging Face models are not analysed"}));
     }
-    let params: u64 = stages.iter().map(|s| plan.tensors[s.weight].numel).sum();
-    let max_by_work = (MAX_WORK / params.max(1)) as usize;
-    let batch = batch.clamp(8, MAX_BATCH).min(max_by_work.max(8));
+    let batch = bounds(&plan, &stages, batch)?;
 
     // Forward: pre-activation z_l and activation h_l; predicted q_l alongside.
     let width0 = stages.first().map(|s| s.fan_in / s.rf).unwrap_or(0);
@@ -366,7 +435,7 @@ pub fn analyze(plan: Arc<Plan>, batch: usize) -> Value {
             }
         };
         let (fi, fo) = (s.fan_in, s.fan_out);
-        if x.len() != batch * fi {
+        if x.len() != batch * fi || w.len() != fi * fo || (!bias.is_empty() && bias.len() != fo) {
             not_analysed.push(
                 json!({"layer": s.index, "type": s.kind, "why": "input width does not chain"}),
             );
@@ -540,7 +609,7 @@ pub fn analyze(plan: Arc<Plan>, batch: usize) -> Value {
             (v, json!(s.index), json!(text))
         }
     };
-    json!({
+    Ok(json!({
         "verdict": verdict,
         "threshold": {"vanishing_below": 1.0 / THRESHOLD, "exploding_above": THRESHOLD,
                        "on": "cumulative std ratio from the input (forward) or from the output (backward)"},
@@ -551,18 +620,19 @@ pub fn analyze(plan: Arc<Plan>, batch: usize) -> Value {
         "layers": layers_out,
         "cumulative": {"forward": cum_f, "backward": cum_b},
         "not_analysed": not_analysed,
-    })
+    }))
 }
 
 /// Histograms of each tensor's values (its first `HISTOGRAM_SAMPLE` elements), for the explorer.
 pub fn histograms(plan: Arc<Plan>) -> Value {
     let g = Generator::new(plan.clone());
+    let per_tensor = (HISTOGRAM_BUDGET / plan.tensors.len().max(1)).clamp(1, HISTOGRAM_SAMPLE);
     let items: Vec<Value> = plan
         .tensors
         .iter()
         .enumerate()
         .map(|(t, tp)| {
-            let n = (tp.numel as usize).min(HISTOGRAM_SAMPLE);
+            let n = (tp.numel.min(per_tensor as u64)) as usize;
             let mut v = vec![0f32; n];
             g.fill(t, 0, &mut v, &mut Scratch::default());
             let (lo, hi) = v.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)));

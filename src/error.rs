@@ -38,6 +38,8 @@ pub enum ErrorCode {
     LimitExceeded,
     /// An `only` pattern that matches no tensor.
     NoMatch,
+    /// A tensor name the output format reserves (`__metadata__` in safetensors).
+    ReservedName,
 }
 
 impl ErrorCode {
@@ -59,6 +61,7 @@ impl ErrorCode {
             ErrorCode::SizeOverflow => "size_overflow",
             ErrorCode::LimitExceeded => "limit_exceeded",
             ErrorCode::NoMatch => "no_match",
+            ErrorCode::ReservedName => "reserved_name",
         }
     }
 
@@ -73,7 +76,7 @@ impl ErrorCode {
     }
 
     /// Every code, for documentation and for the test that keeps openapi.yaml in step.
-    pub const ALL: [ErrorCode; 16] = [
+    pub const ALL: [ErrorCode; 17] = [
         ErrorCode::MalformedJson,
         ErrorCode::InvalidType,
         ErrorCode::UnknownField,
@@ -90,6 +93,7 @@ impl ErrorCode {
         ErrorCode::SizeOverflow,
         ErrorCode::LimitExceeded,
         ErrorCode::NoMatch,
+        ErrorCode::ReservedName,
     ];
 }
 

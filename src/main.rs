@@ -16,8 +16,10 @@ fn main() {
             format,
         } => cli::generate(&spec, &output, format),
         Command::Plan { spec } => cli::plan_file(&spec).and_then(|p| print_json(&p.to_json())),
-        Command::Analyze { spec, batch } => cli::plan_file(&spec)
-            .and_then(|p| print_json(&paraminit::analyze::analyze(Arc::new(p), batch))),
+        Command::Analyze { spec, batch } => cli::plan_file(&spec).and_then(|p| {
+            let report = paraminit::analyze::analyze(Arc::new(p), batch).map_err(Failure::Input)?;
+            print_json(&report)
+        }),
         Command::Healthcheck { addr } => {
             let addr = match addr {
                 Some(a) => a,
@@ -49,7 +51,9 @@ fn serve() -> Result<(), Failure> {
         .enable_all()
         .build()
         .map_err(|e| Failure::Other(format!("cannot start the runtime: {e}")))?;
-    runtime
-        .block_on(paraminit::http::serve(config))
-        .map_err(|e| Failure::Other(e.to_string()))
+    let result = runtime.block_on(paraminit::http::serve(config));
+    // `serve` returns once the grace period is over; dropping the runtime would wait for every
+    // blocking task still running (a plan, a generation), so give them a moment and leave.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    result.map_err(|e| Failure::Other(e.to_string()))
 }

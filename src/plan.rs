@@ -14,6 +14,10 @@ use crate::spec::fields::{index, join};
 use crate::spec::{Activation, DType, Framework, Layer, LayerKind, NormKind, Request};
 
 mod arch;
+mod collect;
+
+use collect::Collector;
+pub use collect::{Cancel, CancelOnDrop, RESERVED_NAMES};
 
 /// The service version written into every file.
 pub const SERVICE_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -407,7 +411,7 @@ struct LayerCtx<'a> {
     path: String,
     dtype: DType,
     activation: Option<Activation>,
-    drafts: &'a mut Vec<Draft>,
+    drafts: &'a mut Collector,
 }
 
 impl LayerCtx<'_> {
@@ -474,7 +478,7 @@ impl LayerCtx<'_> {
             zero_row: None,
             origin: self.path.clone(),
             slice: None,
-        });
+        })?;
         Ok(())
     }
 }
@@ -534,7 +538,7 @@ fn constant_default(name: &str, what: &str) -> (InitSpec, String) {
     (named(name), what.to_string())
 }
 
-fn layer_drafts(req: &Request, drafts: &mut Vec<Draft>) -> Result<()> {
+fn layer_drafts(req: &Request, drafts: &mut Collector) -> Result<()> {
     let fw = req.framework;
     let mut namer = Namer {
         framework: fw,
@@ -548,6 +552,15 @@ fn layer_drafts(req: &Request, drafts: &mut Vec<Draft>) -> Result<()> {
             continue;
         }
         let path = index("layers", i);
+        if let LayerKind::Recurrent(r) = &layer.kind {
+            // Every (layer, direction) of a stack writes at least an input and a recurrent
+            // kernel; checked before the names and loops that multiply.
+            let dirs = if r.bidirectional { 2 } else { 1 };
+            drafts.reserve(
+                r.num_layers.saturating_mul(dirs).saturating_mul(2),
+                &join(&path, "num_layers"),
+            )?;
+        }
         let prefix = namer.prefix(i, layer);
         let sub_names = match &layer.kind {
             LayerKind::Recurrent(r)
@@ -779,7 +792,7 @@ fn layer_drafts(req: &Request, drafts: &mut Vec<Draft>) -> Result<()> {
     Ok(())
 }
 
-fn raw_drafts(req: &Request, drafts: &mut Vec<Draft>) -> Result<()> {
+fn raw_drafts(req: &Request, drafts: &mut Collector) -> Result<()> {
     for (i, t) in req.tensors.iter().enumerate() {
         let path = index("tensors", i);
         let init_path = join(&path, "init");
@@ -822,17 +835,21 @@ fn raw_drafts(req: &Request, drafts: &mut Vec<Draft>) -> Result<()> {
             zero_row: None,
             origin: path,
             slice: None,
-        });
+        })?;
     }
     Ok(())
 }
 
 /// `hf_config`: the tensors `save_pretrained` writes, with stream identity `hf/<name>`.
-fn hf_drafts(req: &Request, drafts: &mut Vec<Draft>) -> Result<()> {
+fn hf_drafts(req: &Request, drafts: &mut Collector) -> Result<()> {
     let Some(model) = &req.hf else {
         return Ok(());
     };
     use crate::hf::HfInit;
+    // The layer loop runs only once its tensor count is known to fit (closed form), so a
+    // config of a billion layers is refused before a single name is formatted.
+    let (key, layers, per_layer) = model.layer_loop();
+    drafts.reserve(layers.saturating_mul(per_layer), &join("hf_config", key))?;
     for t in model.tensors() {
         let (spec, why) = match t.init {
             HfInit::Normal { std, why } => {
@@ -864,7 +881,7 @@ fn hf_drafts(req: &Request, drafts: &mut Vec<Draft>) -> Result<()> {
             zero_row: t.zero_row,
             origin: "hf_config".into(),
             slice: None,
-        });
+        })?;
     }
     Ok(())
 }
@@ -1017,22 +1034,16 @@ fn shard(req: &Request, mut drafts: Vec<Draft>) -> Result<Vec<Draft>> {
 }
 
 pub fn build(req: Request, limits: &Limits) -> Result<Plan> {
-    let mut drafts = Vec::new();
-    layer_drafts(&req, &mut drafts)?;
-    hf_drafts(&req, &mut drafts)?;
-    raw_drafts(&req, &mut drafts)?;
+    build_cancellable(req, limits, &Cancel::new())
+}
 
-    if drafts.len() as u64 > limits.max_tensors {
-        return Err(SpecError::new(
-            ErrorCode::LimitExceeded,
-            "",
-            format!(
-                "the request has {} tensors; the limit is {} (PARAMINIT_MAX_TENSORS)",
-                drafts.len(),
-                limits.max_tensors
-            ),
-        ));
-    }
+/// Like [`build`]; stops at the next tensor once `cancel` is set (the client went away).
+pub fn build_cancellable(req: Request, limits: &Limits, cancel: &Cancel) -> Result<Plan> {
+    let mut collector = Collector::new(limits, cancel);
+    layer_drafts(&req, &mut collector)?;
+    hf_drafts(&req, &mut collector)?;
+    raw_drafts(&req, &mut collector)?;
+    let drafts = collector.into_drafts();
 
     let mut seen: HashMap<&str, &str> = HashMap::new();
     for d in &drafts {

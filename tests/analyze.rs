@@ -18,7 +18,7 @@ fn mlp(depth: usize, width: u64, act: &str, init: Value) -> Value {
 }
 
 fn run(req: &Value) -> Value {
-    analyze(support::plan(req), 256)
+    analyze(support::plan(req), 256).unwrap()
 }
 
 #[test]

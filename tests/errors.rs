@@ -186,7 +186,8 @@ fn each_error_class_has_its_code_and_path() {
         (
             "{\"seed\": 1, \"tensors\": [{\"name\": \"a\", \"shape\": [40000, 40000], \"init\": \"zeros\"}]}",
             LimitExceeded,
-            None,
+            // Charged where the tensor is produced, so the error names it.
+            Some("tensors[0]"),
         ),
         (
             "{\"seed\": 1, \"tensors\": [{\"name\": \"a\", \"shape\": [8192, 8192], \"init\": \"orthogonal\"}]}",

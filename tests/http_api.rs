@@ -231,7 +231,8 @@ async fn negotiation_cases() {
 }
 
 #[tokio::test]
-async fn if_none_match_gives_304() {
+async fn if_none_match_on_a_post_gives_412() {
+    // RFC 9110 §13.1.2: 304 is for GET and HEAD (tests/http_partial.rs); a POST gets 412.
     let app = app();
     for q in ["", "?format=safetensors"] {
         let res = send(&app, init_req(q, None)).await;
@@ -247,9 +248,10 @@ async fn if_none_match_gives_304() {
             req.headers_mut()
                 .insert("if-none-match", inm.parse().unwrap());
             let res = send(&app, req).await;
-            assert_eq!(res.status(), StatusCode::NOT_MODIFIED, "{inm}");
+            assert_eq!(res.status(), StatusCode::PRECONDITION_FAILED, "{inm}");
             assert_eq!(res.headers()["etag"], etag);
-            assert!(body_bytes(res).await.is_empty());
+            let v: Value = serde_json::from_slice(&body_bytes(res).await).unwrap();
+            assert_envelope(&v, "precondition_failed", None);
         }
         let mut req = init_req(q, None);
         req.headers_mut()
@@ -366,12 +368,11 @@ async fn limits_are_413_with_numbers() {
         "{m}"
     );
 
-    let v = json_of(
-        &app,
-        post("/v1/plan", SEED_MLP),
-        StatusCode::PAYLOAD_TOO_LARGE,
-    )
-    .await;
+    // Limits are charged as tensors are produced: four tiny tensors pass the element limit
+    // and the fourth crosses the tensor limit.
+    let four = r#"{"seed": 1, "tensors": [{"name": "a", "shape": [1], "init": "zeros"}, {"name": "b", "shape": [1], "init": "zeros"}, {"name": "c", "shape": [1], "init": "zeros"}, {"name": "d", "shape": [1], "init": "zeros"}]}"#;
+    let v = json_of(&app, post("/v1/plan", four), StatusCode::PAYLOAD_TOO_LARGE).await;
+    assert_eq!(v["error"]["path"], "tensors[3]");
     let m = v["error"]["message"].as_str().unwrap();
     assert!(
         m.contains("PARAMINIT_MAX_TENSORS") && m.contains('3'),

@@ -86,3 +86,99 @@ async fn a_client_that_stops_reading_is_cut_off_and_other_routes_stay_fast() {
         StatusCode::OK
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn planning_is_bounded_like_generation() {
+    let (app, state) = app_with(Config {
+        max_jobs: 1,
+        ..test_config()
+    });
+    // Every planning permit taken (as by a long plan): the four planning routes answer 503 with
+    // Retry-After at once; health, readiness and metrics stay fast.
+    let held = state.planners.clone().acquire_owned().await.unwrap();
+    let spec = {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(SEED_MLP)
+    };
+    for req in [
+        post("/v1/plan", SEED_MLP),
+        post("/v1/init", SEED_MLP),
+        post("/v1/analyze", SEED_MLP),
+        get(&format!("/v1/init?spec={spec}")),
+    ] {
+        let res = send(&app, req).await;
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(res.headers()["retry-after"], "1");
+        let v: serde_json::Value = serde_json::from_slice(&body_bytes(res).await).unwrap();
+        assert_envelope(&v, "busy", None);
+        assert!(v["error"]["message"].as_str().unwrap().contains("planning"));
+    }
+    for req in [get("/healthz"), get("/readyz"), get("/metrics")] {
+        let t = Instant::now();
+        assert_eq!(send(&app, req).await.status(), StatusCode::OK);
+        assert!(t.elapsed() < Duration::from_millis(500));
+    }
+    drop(held);
+    json_of(&app, post("/v1/plan", SEED_MLP), StatusCode::OK).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_json_body_cut_by_the_idle_timeout_ends_as_an_error() {
+    use http_body_util::BodyExt;
+    let (app, _) = app_with(Config {
+        idle_timeout_secs: 1,
+        ..test_config()
+    });
+    let res = send(
+        &app,
+        post("/v1/init", &raw_request(50_000_000, "\"normal\"")),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    // Read nothing until the job has been cut off…
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(&app, "paraminit_jobs_in_flight").await != Some(0.0) {
+        assert!(Instant::now() < deadline, "never cut off");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // …then the body gives the buffered chunks and an error, never a clean end.
+    let mut body = res.into_body();
+    let mut ended_with_error = false;
+    while let Some(frame) = body.frame().await {
+        if frame.is_err() {
+            ended_with_error = true;
+            break;
+        }
+    }
+    assert!(ended_with_error, "a truncated JSON document ended cleanly");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn head_computes_nothing() {
+    use base64::Engine;
+    let (app, state) = app_with(test_config());
+    let req =
+        r#"{"seed": 1, "tensors": [{"name": "q", "shape": [4096, 4096], "init": "orthogonal"}]}"#;
+    let spec = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(req);
+    let expected = {
+        let r = paraminit::spec::parse_bytes(req.as_bytes()).unwrap();
+        paraminit::plan::build(r, &paraminit::plan::Limits::UNLIMITED)
+            .unwrap()
+            .file_bytes
+    };
+    let head = Request::head(format!("/v1/init?spec={spec}&format=safetensors"))
+        .body(Body::empty())
+        .unwrap();
+    let res = send(&app, head).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        res.headers()["content-length"],
+        expected.to_string().as_str()
+    );
+    assert!(res.headers().get("etag").is_some());
+    assert!(body_bytes(res).await.is_empty());
+    // No job slot was taken and nothing was generated.
+    assert_eq!(state.jobs.available_permits(), state.config.max_jobs);
+    let text = String::from_utf8(body_bytes(send(&app, get("/metrics")).await).await).unwrap();
+    assert!(!text.contains("paraminit_generated_bytes_total{"), "{text}");
+}

@@ -128,6 +128,21 @@ impl HfModel {
         }
     }
 
+    /// The layer loop in closed form, checked against the tensor limit before `tensors` runs:
+    /// (config key, number of layers, tensors every layer writes at least). A new family adds
+    /// its arm here (the match is exhaustive); `tests/arch_hf.rs` checks the minimum per layer
+    /// against the tensors each family actually writes.
+    pub fn layer_loop(&self) -> (&'static str, u64, u64) {
+        match &self.family {
+            // q/k/v/o, gate/up/down, two RMSNorms.
+            Family::Llama(c) => ("num_hidden_layers", c.num_hidden_layers, 9),
+            // ln_1, c_attn, c_proj, ln_2, c_fc, mlp c_proj: weight and bias each.
+            Family::Gpt2(c) => ("n_layer", c.n_layer, 12),
+            // q/k/v, attention output dense + LayerNorm, intermediate, output dense + LayerNorm.
+            Family::Bert(c) => ("num_hidden_layers", c.num_hidden_layers, 16),
+        }
+    }
+
     /// Canonical form: `architectures`, `model_type` and every honoured key, resolved.
     pub fn to_json(&self) -> Value {
         let mut m = Map::new();

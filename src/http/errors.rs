@@ -22,7 +22,8 @@ pub mod codes {
     pub const INTERNAL: &str = "internal";
     pub const RANGE_NOT_SATISFIABLE: &str = "range_not_satisfiable";
     pub const REQUEST_TIMEOUT: &str = "request_timeout";
-    pub const ALL: [&str; 11] = [
+    pub const PRECONDITION_FAILED: &str = "precondition_failed";
+    pub const ALL: [&str; 12] = [
         UNAUTHORIZED,
         NOT_FOUND,
         METHOD_NOT_ALLOWED,
@@ -34,6 +35,7 @@ pub mod codes {
         INTERNAL,
         RANGE_NOT_SATISFIABLE,
         REQUEST_TIMEOUT,
+        PRECONDITION_FAILED,
     ];
 }
 

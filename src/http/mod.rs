@@ -41,6 +41,9 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub pool: Arc<rayon::ThreadPool>,
     pub jobs: Arc<Semaphore>,
+    /// Plan building (all four planning routes) runs under these permits, off the async
+    /// workers; past them a request gets 503 + `Retry-After` like a generation would.
+    pub planners: Arc<Semaphore>,
     pub metrics: metrics::Metrics,
     /// Set once shutdown has begun; `/readyz` then answers 503.
     pub draining: Arc<AtomicBool>,
@@ -55,6 +58,7 @@ impl AppState {
             .expect("cannot start the generation threads");
         AppState {
             jobs: Arc::new(Semaphore::new(config.max_jobs.max(1))),
+            planners: Arc::new(Semaphore::new(config.max_jobs.max(1))),
             metrics: metrics::Metrics::new(config.max_jobs.max(1)),
             pool: Arc::new(pool),
             config: Arc::new(config),
@@ -122,18 +126,46 @@ fn on_panic(err: Box<dyn std::any::Any + Send + 'static>) -> Response {
     ApiError::internal().into_response()
 }
 
+/// The 503 of a full semaphore (`what`: the slots that are all busy).
+fn busy(state: &AppState, what: &str) -> ApiError {
+    state.metrics.job_rejected();
+    let mut e = ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        codes::BUSY,
+        format!(
+            "all {} {what} slots are busy (PARAMINIT_MAX_JOBS); retry in {RETRY_AFTER_SECS} s",
+            state.config.max_jobs
+        ),
+    );
+    e.retry_after = Some(RETRY_AFTER_SECS);
+    e
+}
+
 async fn build_plan(state: &AppState, request: crate::spec::Request) -> Result<Plan, ApiError> {
     let limits = state.config.limits();
-    // Building a plan for many tensors takes a while; keep it off the async workers.
-    tokio::task::spawn_blocking(move || plan::build(request, &limits))
-        .await
-        .map_err(|e| {
-            if e.is_panic() {
-                std::panic::resume_unwind(e.into_panic());
-            }
-            ApiError::internal()
-        })?
-        .map_err(ApiError::from)
+    // Plans are bounded work (the limits are charged as tensors are made) but can take a
+    // while: they run on a blocking thread under a planning permit, so at most
+    // PARAMINIT_MAX_JOBS are built at once and the async workers stay free for /healthz.
+    let permit = state
+        .planners
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| busy(state, "planning"))?;
+    let cancel = plan::Cancel::new();
+    // Dropping this future (the client went away) cancels the plan at its next tensor.
+    let _guard = plan::CancelOnDrop(cancel.clone());
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        plan::build_cancellable(request, &limits, &cancel)
+    })
+    .await
+    .map_err(|e| {
+        if e.is_panic() {
+            std::panic::resume_unwind(e.into_panic());
+        }
+        ApiError::internal()
+    })?
+    .map_err(ApiError::from)
 }
 
 /// Whether an `If-None-Match` header matches `etag` (weak comparison, `*` matches).
@@ -159,7 +191,7 @@ async fn init(State(state): State<AppState>, req: Request) -> Result<Response, A
     let format = negotiate::negotiate(req.uri().query(), req.headers())?;
     let headers = req.headers().clone();
     let SpecBody(request) = SpecBody::from_request(req, &state).await?;
-    respond(&state, &headers, format, request, false).await
+    respond(&state, &headers, format, request, false, false).await
 }
 
 /// `GET /v1/init?spec=<base64url of the request JSON>&format=…`: the same bytes as the POST,
@@ -202,7 +234,8 @@ async fn init_get(State(state): State<AppState>, req: Request) -> Result<Respons
         ));
     }
     let request = crate::spec::parse_bytes(&body).map_err(ApiError::from)?;
-    respond(&state, req.headers(), format, request, true).await
+    let head = req.method() == axum::http::Method::HEAD;
+    respond(&state, req.headers(), format, request, true, head).await
 }
 
 /// Everything after the request is parsed: plan, conditional and range handling, a job slot,
@@ -213,6 +246,7 @@ async fn respond(
     format: Format,
     request: crate::spec::Request,
     cacheable: bool,
+    head: bool,
 ) -> Result<Response, ApiError> {
     let plan = build_plan(state, request).await?;
     let etag = plan.etag(format);
@@ -228,7 +262,17 @@ async fn respond(
         }
     };
     if if_none_match(headers, &etag) {
-        let mut res = StatusCode::NOT_MODIFIED.into_response();
+        // RFC 9110 §13.1.2: 304 only for GET and HEAD; any other method gets 412.
+        let mut res = if cacheable {
+            StatusCode::NOT_MODIFIED.into_response()
+        } else {
+            ApiError::new(
+                StatusCode::PRECONDITION_FAILED,
+                codes::PRECONDITION_FAILED,
+                "If-None-Match matched this response's ETag; a POST answers 412 (RFC 9110 §13.1.2)",
+            )
+            .into_response()
+        };
         common(res.headers_mut());
         return Ok(res);
     }
@@ -254,22 +298,26 @@ async fn respond(
             return Ok(res);
         }
     };
-    let permit = state.jobs.clone().try_acquire_owned().map_err(|_| {
-        state.metrics.job_rejected();
-        let mut e = ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            codes::BUSY,
-            format!(
-                "all {} generation slots are busy (PARAMINIT_MAX_JOBS); retry in {RETRY_AFTER_SECS} s",
-                state.config.max_jobs
-            ),
-        );
-        e.retry_after = Some(RETRY_AFTER_SECS);
-        e
-    })?;
-    let slot = stream::JobSlot::new(permit, state.metrics.clone());
-    let body = stream::spawn_generation(state, Arc::new(plan), format, slot, byte_range);
-    let mut res = Response::new(Body::new(body));
+    let mut res = if head {
+        // HEAD: the headers only; nothing is generated (a whole-tensor initializer would
+        // otherwise be computed in full for a body nobody reads).
+        let mut res = Response::new(Body::empty());
+        if format == Format::Safetensors {
+            let (start, end) = byte_range.unwrap_or((0, total));
+            res.headers_mut()
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(end - start));
+        }
+        res
+    } else {
+        let permit = state
+            .jobs
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| busy(state, "generation"))?;
+        let slot = stream::JobSlot::new(permit, state.metrics.clone());
+        let body = stream::spawn_generation(state, Arc::new(plan), format, slot, byte_range);
+        Response::new(Body::new(body))
+    };
     let h = res.headers_mut();
     common(h);
     match format {
@@ -364,23 +412,18 @@ async fn analyze_route(State(state): State<AppState>, req: Request) -> Result<Re
     let plan = Arc::new(build_plan(&state, request).await?);
     // The measured pass is bounded (batch × parameters ≤ MAX_WORK) but CPU-heavy: it takes a
     // job slot like a generation and runs off the async workers.
-    let permit = state.jobs.clone().try_acquire_owned().map_err(|_| {
-        state.metrics.job_rejected();
-        let mut e = ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            codes::BUSY,
-            "all generation slots are busy (PARAMINIT_MAX_JOBS)",
-        );
-        e.retry_after = Some(RETRY_AFTER_SECS);
-        e
-    })?;
+    let permit = state
+        .jobs
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| busy(&state, "generation"))?;
     let pool = state.pool.clone();
     let report = tokio::task::spawn_blocking(move || {
         let _permit = permit;
         pool.install(|| {
-            let mut r = crate::analyze::analyze(plan.clone(), batch);
+            let mut r = crate::analyze::analyze(plan.clone(), batch)?;
             r["histograms"] = crate::analyze::histograms(plan);
-            r
+            Ok::<_, crate::error::SpecError>(r)
         })
     })
     .await
@@ -389,7 +432,8 @@ async fn analyze_route(State(state): State<AppState>, req: Request) -> Result<Re
             std::panic::resume_unwind(e.into_panic());
         }
         ApiError::internal()
-    })?;
+    })?
+    .map_err(ApiError::from)?;
     Ok(json_response(StatusCode::OK, &report))
 }
 

@@ -6,6 +6,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -67,6 +68,10 @@ pub struct ChannelBody {
     /// Bytes still to come when the length is known up front (safetensors).
     remaining: Option<u64>,
     slot: Option<Arc<JobSlot>>,
+    /// Set by the job only when it produced the whole body. A channel that closes without it
+    /// (idle cut-off, shutdown) ends the body with an error, so hyper sends no final chunk
+    /// (HTTP/1.1) or resets the stream (HTTP/2) instead of making half a document look whole.
+    finished: Arc<AtomicBool>,
 }
 
 impl Body for ChannelBody {
@@ -90,6 +95,9 @@ impl Body for ChannelBody {
                     Some(r) if r > 0 => Poll::Ready(Some(Err(std::io::Error::other(format!(
                         "generation ended {r} bytes before the announced length"
                     ))))),
+                    _ if !self.finished.load(Ordering::SeqCst) => Poll::Ready(Some(Err(
+                        std::io::Error::other("generation was cut off before the end"),
+                    ))),
                     _ => Poll::Ready(None),
                 }
             }
@@ -129,6 +137,8 @@ pub fn spawn_generation(
         Format::Safetensors => Some(end - start),
         Format::Json => None,
     };
+    let finished = Arc::new(AtomicBool::new(false));
+    let worker_finished = finished.clone();
     let runtime = tokio::runtime::Handle::current();
     let idle = std::time::Duration::from_secs(state.config.idle_timeout_secs);
     tokio::task::spawn_blocking(move || {
@@ -171,6 +181,11 @@ pub fn spawn_generation(
             }
             sent += n;
         }
+        if complete {
+            // Before `tx` drops: the body must see the flag when the channel closes.
+            worker_finished.store(true, Ordering::SeqCst);
+        }
+        drop(tx);
         let whole = sent == file_bytes || format == Format::Json;
         let elements = if complete && whole {
             total_elements
@@ -206,5 +221,6 @@ pub fn spawn_generation(
         rx,
         remaining,
         slot: Some(slot),
+        finished,
     }
 }

@@ -93,7 +93,7 @@ impl LayerCtx<'_> {
             zero_row: None,
             origin: self.path.clone(),
             slice: None,
-        });
+        })?;
         Ok(())
     }
 
