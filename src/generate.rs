@@ -60,6 +60,51 @@ fn strides(shape: &[u64]) -> Vec<u64> {
     s
 }
 
+/// Writes `value` over the box `ranges` (one half-open range per axis) of a row-major tensor
+/// of `shape`, restricted to the elements `start..start + out.len()` held in `out`. The box is
+/// a set of contiguous runs, one per index of the axes before `k` (the last axis the box does
+/// not cover whole); only the runs of the rows this range touches are visited, so the cost is
+/// proportional to `out.len()`.
+fn apply_fill(shape: &[u64], ranges: &[(u64, u64)], value: f32, start: u64, out: &mut [f32]) {
+    if out.is_empty() {
+        return;
+    }
+    if shape.is_empty() {
+        out.fill(value);
+        return;
+    }
+    // k: the innermost axis that the box does not cover whole (or 0 if it covers all).
+    let k = (0..shape.len())
+        .rev()
+        .find(|&d| ranges[d] != (0, shape[d]))
+        .unwrap_or(0);
+    let inner: u64 = shape[k + 1..].iter().product();
+    let row_len = shape[k] * inner;
+    let (run0, run1) = (ranges[k].0 * inner, ranges[k].1 * inner);
+    let end = start + out.len() as u64;
+    let mut row = start / row_len;
+    while row * row_len < end {
+        // The indices of the axes before k, from the row number.
+        let mut rem = row;
+        let mut inside = true;
+        for d in (0..k).rev() {
+            let i = rem % shape[d];
+            rem /= shape[d];
+            inside &= ranges[d].0 <= i && i < ranges[d].1;
+        }
+        if inside {
+            let (a, b) = (
+                (row * row_len + run0).max(start),
+                (row * row_len + run1).min(end),
+            );
+            if a < b {
+                out[(a - start) as usize..(b - start) as usize].fill(value);
+            }
+        }
+        row += 1;
+    }
+}
+
 impl Generator {
     pub fn new(plan: Arc<Plan>) -> Generator {
         let whole = (0..plan.tensors.len()).map(|_| OnceLock::new()).collect();
@@ -198,6 +243,9 @@ impl Generator {
             if a < b {
                 out[(a - start) as usize..(b - start) as usize].fill(0.0);
             }
+        }
+        for f in &tp.fills {
+            apply_fill(&tp.logical_shape, &f.ranges, f.value, start, out);
         }
     }
 

@@ -55,6 +55,14 @@ pub enum Layout {
     Permuted { perm: Vec<usize> },
 }
 
+/// A constant over a box of the logical shape: `ranges[d]` is the half-open range of axis d
+/// (one per axis).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlanFill {
+    pub ranges: Vec<(u64, u64)>,
+    pub value: f32,
+}
+
 /// This rank's part of a tensor-parallel tensor: `shape[dim]` elements starting at `start`
 /// along axis `dim` of `full_shape` (output layout).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -83,6 +91,8 @@ pub struct TensorPlan {
     pub resolved: Resolved,
     /// Embedding `padding_idx`: this logical row is zero.
     pub zero_row: Option<u64>,
+    /// Raw tensors' `fills`, in order, as boxes of the logical shape (applied after `zero_row`).
+    pub fills: Vec<PlanFill>,
     /// JSON path of the layer or tensor entry this tensor comes from.
     pub origin: String,
     /// Set when the request shards this tensor; `shape` and `numel` are then the slice's.
@@ -124,6 +134,17 @@ impl TensorPlan {
         }
         if let Some(r) = self.zero_row {
             v["zero_row"] = json!(r);
+        }
+        if !self.fills.is_empty() {
+            let fills: Vec<Value> = self
+                .fills
+                .iter()
+                .map(|f| {
+                    let idx: Vec<Value> = f.ranges.iter().map(|(a, b)| json!([a, b])).collect();
+                    json!({"index": idx, "value": f.value})
+                })
+                .collect();
+            v["fills"] = json!(fills);
         }
         if let Some(sl) = self.slice_json() {
             v["slice"] = sl;
@@ -220,6 +241,7 @@ struct Draft {
     identity: String,
     resolved: Resolved,
     zero_row: Option<u64>,
+    fills: Vec<PlanFill>,
     origin: String,
     slice: Option<Slice>,
 }
@@ -476,6 +498,7 @@ impl LayerCtx<'_> {
             identity: format!("layer/{}/{}", self.layer_id, role.neutral),
             resolved,
             zero_row: None,
+            fills: Vec::new(),
             origin: self.path.clone(),
             slice: None,
         })?;
@@ -823,6 +846,7 @@ fn raw_drafts(req: &Request, drafts: &mut Collector) -> Result<()> {
             path: &init_path,
         };
         let resolved = init::resolve(&t.init, &ctx)?;
+        let layout_for_fills = layout.clone();
         drafts.push(Draft {
             name: t.name.clone(),
             name_path: join(&path, "name"),
@@ -833,11 +857,39 @@ fn raw_drafts(req: &Request, drafts: &mut Collector) -> Result<()> {
             identity: format!("tensor/{}", t.name),
             resolved,
             zero_row: None,
+            fills: raw_fills(t, &layout_for_fills),
             origin: path,
             slice: None,
         })?;
     }
     Ok(())
+}
+
+/// A raw tensor's fills as boxes of its logical shape: axes left out are whole, and a
+/// permuted (Keras/Flax structured) tensor's output axis k is logical axis `perm[k]`.
+fn raw_fills(t: &crate::spec::RawTensor, layout: &Layout) -> Vec<PlanFill> {
+    t.fills
+        .iter()
+        .map(|f| {
+            let out: Vec<(u64, u64)> = (0..t.shape.len())
+                .map(|d| f.ranges.get(d).copied().unwrap_or((0, t.shape[d])))
+                .collect();
+            let ranges = match layout {
+                Layout::Identity => out,
+                Layout::Permuted { perm } => {
+                    let mut logical = out.clone();
+                    for (k, &axis) in perm.iter().enumerate() {
+                        logical[axis] = out[k];
+                    }
+                    logical
+                }
+            };
+            PlanFill {
+                ranges,
+                value: f.value as f32,
+            }
+        })
+        .collect()
 }
 
 /// `hf_config`: the tensors `save_pretrained` writes, with stream identity `hf/<name>`.
@@ -879,6 +931,7 @@ fn hf_drafts(req: &Request, drafts: &mut Collector) -> Result<()> {
             layout: Layout::Identity,
             resolved,
             zero_row: t.zero_row,
+            fills: Vec::new(),
             origin: "hf_config".into(),
             slice: None,
         })?;
@@ -1098,7 +1151,9 @@ pub fn build_cancellable(req: Request, limits: &Limits, cancel: &Cancel) -> Resu
                 ));
             }
         }
-        let m = max_abs(&d.resolved.source);
+        let m = d.fills.iter().fold(max_abs(&d.resolved.source), |m, f| {
+            m.max(f.value.abs() as f64)
+        });
         if m > dtype_max(d.dtype) {
             return Err(SpecError::new(
                 ErrorCode::InvalidValue,
@@ -1155,6 +1210,7 @@ pub fn build_cancellable(req: Request, limits: &Limits, cancel: &Cancel) -> Resu
             identity: d.identity,
             resolved: d.resolved,
             zero_row: d.zero_row,
+            fills: d.fills,
             origin: d.origin,
             slice: d.slice,
         });

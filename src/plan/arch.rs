@@ -91,6 +91,7 @@ impl LayerCtx<'_> {
             identity: format!("layer/{}/{}", self.layer_id, s.role),
             resolved,
             zero_row: None,
+            fills: Vec::new(),
             origin: self.path.clone(),
             slice: None,
         })?;

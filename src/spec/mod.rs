@@ -43,7 +43,8 @@ impl Framework {
     }
 }
 
-/// Output element types. `I64` is only used for PyTorch's `num_batches_tracked` buffer.
+/// Output element types. `I64` is used for PyTorch's `num_batches_tracked` buffer and for raw
+/// tensors that ask for it (integer buffers, constant initializers only).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum DType {
     F16,
@@ -120,6 +121,27 @@ pub struct RawTensor {
     pub dtype: Option<DType>,
     pub fan_in: Option<u64>,
     pub fan_out: Option<u64>,
+    /// Constant fills applied, in order, after the initializer (rows, columns, any box).
+    pub fills: Vec<Fill>,
+}
+
+/// Most fills one raw tensor may carry (each costs work on every generated chunk it touches).
+pub const MAX_FILLS: usize = 1024;
+
+/// A constant written over a box of a raw tensor after its initializer: `ranges[d]` is the
+/// half-open index range along axis `d` (row-major, the tensor's own layout); axes past the
+/// given ones are whole. PyTorch's `weight[idx].fill_(v)` / `zero_()` on a view.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Fill {
+    pub ranges: Vec<(u64, u64)>,
+    pub value: f64,
+}
+
+impl Fill {
+    pub fn to_json(&self) -> Value {
+        let idx: Vec<Value> = self.ranges.iter().map(|(a, b)| json!([a, b])).collect();
+        json!({"index": idx, "value": self.value})
+    }
 }
 
 /// Tensor-parallel sharding: this rank's slice of every tensor (SPEC §2 "Partial requests").
@@ -396,11 +418,37 @@ fn parse_raw_tensor(v: &Value, path: &str) -> Result<RawTensor> {
     let (init_v, init_path) = o.require_any(&["init"], " (an initializer name or object)")?;
     let init = catalogue::parse(init_v, &init_path)?;
     let dtype = match o.get_any(&["dtype"])? {
+        Some((Value::String(s), p)) if s == "int64" || s == "i64" => {
+            check_integer_init(&init, &p)?;
+            Some(DType::I64)
+        }
         Some((v, p)) => Some(DType::parse(v, &p)?),
         None => None,
     };
     let fan_in = o.size_any(&["fan_in"])?.map(|x| x.0);
     let fan_out = o.size_any(&["fan_out"])?.map(|x| x.0);
+    let fills = match o.get_any(&["fills"])? {
+        None => Vec::new(),
+        Some((Value::Array(items), p)) => {
+            if items.len() > MAX_FILLS {
+                return Err(SpecError::new(
+                    ErrorCode::LimitExceeded,
+                    p,
+                    format!(
+                        "a tensor takes at most {MAX_FILLS} fills, got {}",
+                        items.len()
+                    ),
+                ));
+            }
+            let integer = dtype == Some(DType::I64);
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, f)| parse_fill(f, &index(&p, i), &shape, integer))
+                .collect::<Result<_>>()?
+        }
+        Some((v, p)) => return Err(wrong_type(&p, "a list of fills", v)),
+    };
     o.finish()?;
     Ok(RawTensor {
         name: name.to_string(),
@@ -409,7 +457,94 @@ fn parse_raw_tensor(v: &Value, path: &str) -> Result<RawTensor> {
         dtype,
         fan_in,
         fan_out,
+        fills,
     })
+}
+
+/// An `int64` raw tensor holds integers: only constant initializers with an integral value
+/// that f32 (the canonical precision) represents exactly, |v| ≤ 2^24.
+fn check_integer_init(init: &InitSpec, path: &str) -> Result<()> {
+    let value = match init.def.name {
+        "zeros" => 0.0,
+        "ones" => 1.0,
+        "constant" => init.f("value"),
+        other => {
+            return Err(SpecError::new(
+                ErrorCode::InitializerMismatch,
+                path,
+                format!(
+                    "an int64 tensor takes a constant initializer (zeros, ones, constant), not `{other}`"
+                ),
+            ));
+        }
+    };
+    check_integer_value(value, path)
+}
+
+fn check_integer_value(value: f64, path: &str) -> Result<()> {
+    if value.fract() != 0.0 || value.abs() > (1u64 << 24) as f64 {
+        return Err(SpecError::new(
+            ErrorCode::InvalidValue,
+            path,
+            format!("an int64 tensor holds integers up to 2^24 in magnitude, got {value}"),
+        ));
+    }
+    Ok(())
+}
+
+fn parse_fill(v: &Value, path: &str, shape: &[u64], integer: bool) -> Result<Fill> {
+    let o = Obj::new(v, path)?;
+    let (idx_v, idx_path) = o.require_any(
+        &["index"],
+        " (one entry per leading axis: an index or a [start, stop] range)",
+    )?;
+    let items = match idx_v {
+        Value::Array(items) => items,
+        other => return Err(wrong_type(&idx_path, "a list of indices or ranges", other)),
+    };
+    if items.len() > shape.len() {
+        return Err(SpecError::new(
+            ErrorCode::InvalidValue,
+            &idx_path,
+            format!(
+                "{} entries for a tensor of rank {}",
+                items.len(),
+                shape.len()
+            ),
+        ));
+    }
+    let mut ranges = Vec::with_capacity(items.len());
+    for (d, item) in items.iter().enumerate() {
+        let ip = index(&idx_path, d);
+        let n = shape[d];
+        let (a, b) = match item {
+            Value::Array(pair) if pair.len() == 2 => {
+                let a = fields::integer(&pair[0], &index(&ip, 0))?;
+                let b = fields::integer(&pair[1], &index(&ip, 1))?;
+                (a, b)
+            }
+            Value::Number(_) => {
+                let a = fields::integer(item, &ip)?;
+                (a, a.saturating_add(1))
+            }
+            other => return Err(wrong_type(&ip, "an index or a [start, stop] pair", other)),
+        };
+        if a < 0 || b <= a || b as u64 > n {
+            return Err(SpecError::new(
+                ErrorCode::InvalidValue,
+                ip,
+                format!("[{a}, {b}) is not a non-empty range of axis {d} (size {n})"),
+            ));
+        }
+        ranges.push((a as u64, b as u64));
+    }
+    let (val_v, val_path) = o.require_any(&["value"], " (the constant to write)")?;
+    let value = fields::finite_f64(val_v, &val_path)?;
+    if integer {
+        check_integer_value(value, &val_path)?;
+    }
+    o.finish()?;
+    Ok(Fill { ranges, value })
 }
 
 pub(crate) fn check_name(name: &str, path: &str) -> Result<()> {
@@ -466,6 +601,12 @@ impl Request {
                 }
                 if let Some(f) = t.fan_out {
                     o.insert("fan_out".into(), json!(f));
+                }
+                if !t.fills.is_empty() {
+                    o.insert(
+                        "fills".into(),
+                        Value::Array(t.fills.iter().map(Fill::to_json).collect()),
+                    );
                 }
                 Value::Object(o)
             })
