@@ -15,6 +15,7 @@ pub mod http;
 pub mod init;
 pub mod math;
 pub mod plan;
+pub mod recipe;
 pub mod rng;
 pub mod sample;
 pub mod spec;

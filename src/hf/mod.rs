@@ -143,6 +143,23 @@ impl HfModel {
         }
     }
 
+    /// (blocks, hidden size, weight std) for recipes and the residual-stream forecast.
+    pub fn dims(&self) -> (u64, u64, f64) {
+        match &self.family {
+            Family::Llama(c) => (
+                c.num_hidden_layers,
+                c.hidden_size,
+                generic_std(c.initializer_range),
+            ),
+            Family::Gpt2(c) => (c.n_layer, c.n_embd, generic_std(c.initializer_range)),
+            Family::Bert(c) => (
+                c.num_hidden_layers,
+                c.hidden_size,
+                generic_std(c.initializer_range),
+            ),
+        }
+    }
+
     /// Canonical form: `architectures`, `model_type` and every honoured key, resolved.
     pub fn to_json(&self) -> Value {
         let mut m = Map::new();

@@ -133,6 +133,8 @@ pub struct InitInfo {
     pub low: Option<f64>,
     pub high: Option<f64>,
     pub reason: Option<String>,
+    /// Set when a request `recipe` chose this initializer: `{name, role, layer, rule, replaced}`.
+    pub recipe: Option<Value>,
 }
 
 impl InitInfo {
@@ -149,6 +151,7 @@ impl InitInfo {
             low: None,
             high: None,
             reason: None,
+            recipe: None,
         }
     }
 
@@ -182,6 +185,9 @@ impl InitInfo {
         }
         if let Some(r) = &self.reason {
             m.insert("reason".into(), json!(r));
+        }
+        if let Some(r) = &self.recipe {
+            m.insert("recipe".into(), r.clone());
         }
         Value::Object(m)
     }

@@ -169,6 +169,8 @@ pub struct Request {
     /// Tensor names or glob patterns; the response holds only the matching tensors.
     pub only: Option<Vec<String>>,
     pub shard: Option<Shard>,
+    /// A deep-network initialization recipe (`crate::recipe`), applied by the plan.
+    pub recipe: Option<crate::recipe::Recipe>,
 }
 
 /// Seeds above 2^53 are echoed as strings: many JSON readers parse numbers as doubles.
@@ -260,6 +262,10 @@ pub fn parse(value: &Value) -> Result<Request> {
         None => None,
         Some((v, p)) => Some(parse_shard(v, &p)?),
     };
+    let recipe = match root.get_any(&["recipe"])? {
+        None | Some((Value::Null, _)) => None,
+        Some((v, p)) => Some(crate::recipe::parse(v, &p)?),
+    };
     root.finish()?;
     if hf.is_some() && !layers.is_empty() {
         return Err(SpecError::new(
@@ -277,6 +283,7 @@ pub fn parse(value: &Value) -> Result<Request> {
         hf,
         only,
         shard,
+        recipe,
     })
 }
 
@@ -625,6 +632,9 @@ impl Request {
                 "shard".into(),
                 json!({"rank": sh.rank, "world_size": sh.world_size, "dim": sh.dim, "dims": dims}),
             );
+        }
+        if let Some(r) = &self.recipe {
+            m.insert("recipe".into(), r.to_json());
         }
         Value::Object(m)
     }
