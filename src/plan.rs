@@ -1242,7 +1242,7 @@ pub fn build_cancellable(req: Request, limits: &Limits, cancel: &Cancel) -> Resu
     layer_drafts(&req, &mut collector)?;
     hf_drafts(&req, &mut collector)?;
     raw_drafts(&req, &mut collector)?;
-    let drafts = collector.into_drafts();
+    let mut drafts = collector.into_drafts();
 
     let mut seen: HashMap<&str, &str> = HashMap::new();
     for d in &drafts {
