@@ -79,6 +79,29 @@ def check_file(spec_path, tmp, stem, expect):
     return tensors
 
 
+HOSTILE_NAMES = ["__metadata__x", "x__metadata__", "__METADATA__", 'a"b', "back\\slash",
+                 "ünïcödé/名前", "{}", "[]", ":", "\u2028", "emoji 🦀", ","]
+
+
+def check_hostile_names(tmp):
+    """Names that could break a hand-written header are read back exactly by the real reader;
+    the reserved `__metadata__` is refused (exit 2, reserved_name)."""
+    spec = {"seed": 1, "tensors": [{"name": n, "shape": [3], "init": {"name": "constant", "value": 1.5}}
+                                   for n in HOSTILE_NAMES]}
+    path = os.path.join(tmp, "hostile.safetensors")
+    subprocess.run([BIN, "generate", "-", "-o", path], input=json.dumps(spec).encode(), check=True)
+    t = load_file(path)
+    check(sorted(t) == sorted(HOSTILE_NAMES), f"hostile names: {sorted(t)} != {sorted(HOSTILE_NAMES)}")
+    for n in HOSTILE_NAMES:
+        check(np.all(t[n] == 1.5), f"hostile names: {n!r} values")
+    bad = {"seed": 1, "tensors": [{"name": "__metadata__", "shape": [1], "init": "zeros"}]}
+    out = os.path.join(tmp, "reserved.safetensors")
+    p = subprocess.run([BIN, "generate", "-", "-o", out], input=json.dumps(bad).encode(), capture_output=True)
+    check(p.returncode == 2 and b"reserved_name" in p.stderr, f"__metadata__: exit {p.returncode} {p.stderr!r}")
+    check(not os.path.exists(out), "__metadata__: a file was left behind")
+    print(f"ok: {len(HOSTILE_NAMES)} hostile names read back, __metadata__ refused")
+
+
 def main():
     ex = os.path.join(ROOT, "examples")
     with tempfile.TemporaryDirectory() as tmp:
@@ -111,6 +134,14 @@ def main():
             check(np.array_equal(arr.astype(ml_dtypes.bfloat16).view(np.uint16), b[name].view(np.uint16)),
                   f"bf16: {name} is not the f32 values rounded")
         print("ok: bfloat16 = float32 rounded to nearest-even")
+        # The README's loading snippet (bytes → temporary file → load_file) on bf16 bytes.
+        with open(bf, "rb") as src, tempfile.NamedTemporaryFile(suffix=".safetensors") as f:
+            f.write(src.read())
+            f.flush()
+            readme = load_file(f.name)
+        check(sorted(readme) == sorted(b), "README snippet: names differ")
+        print("ok: the README loading snippet reads bfloat16")
+        check_hostile_names(tmp)
     if failures:
         print(f"{len(failures)} checks failed")
         sys.exit(1)

@@ -3,7 +3,7 @@
 //! the service's response to the same request.
 
 use std::io::{IsTerminal, Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -115,16 +115,87 @@ pub fn plan_file(path: &PathBuf) -> Result<Plan, Failure> {
     plan::build(req, &Limits::UNLIMITED).map_err(Failure::Input)
 }
 
-pub fn threads_from_env() -> usize {
-    std::env::var("PARAMINIT_THREADS")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-        .filter(|&n| n > 0)
-        .unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
-        })
+/// `PARAMINIT_THREADS`, validated as the service validates it (an invalid value is an error
+/// naming the variable, not silently all cores).
+pub fn threads_from_env() -> Result<usize, Failure> {
+    crate::config::threads_from(|k| std::env::var(k).ok()).map_err(Failure::Config)
+}
+
+/// The output format: `--format`, else the output's extension; an unknown extension is an
+/// error (writing safetensors bytes into `out.npz` would only confuse whoever opens it).
+pub fn output_format(output: &Path, format: Option<OutFormat>) -> Result<OutFormat, Failure> {
+    if let Some(f) = format {
+        return Ok(f);
+    }
+    if output.as_os_str() == "-" {
+        return Ok(OutFormat::Safetensors);
+    }
+    match output.extension().and_then(|e| e.to_str()) {
+        Some(e) if e.eq_ignore_ascii_case("json") => Ok(OutFormat::Json),
+        Some(e) if e.eq_ignore_ascii_case("safetensors") => Ok(OutFormat::Safetensors),
+        other => Err(Failure::Config(format!(
+            "{}: cannot tell the format from {}; name it .safetensors or .json, or pass --format",
+            output.display(),
+            match other {
+                Some(e) => format!("the extension `.{e}`"),
+                None => "a name without an extension".into(),
+            }
+        ))),
+    }
+}
+
+/// The temporary file being written, removed by the Ctrl-C/SIGTERM handler.
+static PARTIAL: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
+
+fn set_partial(p: Option<PathBuf>) {
+    match PARTIAL.lock() {
+        Ok(mut g) => *g = p,
+        Err(poisoned) => *poisoned.into_inner() = p,
+    }
+}
+
+/// On Ctrl-C or SIGTERM: remove the temporary file and exit 130, so an interrupted
+/// `generate` leaves neither a partial file under the final name nor a stray temporary.
+fn install_interrupt_cleanup() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = std::thread::Builder::new()
+            .name("paraminit-signals".into())
+            .spawn(|| {
+                let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                else {
+                    return;
+                };
+                rt.block_on(async {
+                    #[cfg(unix)]
+                    {
+                        use tokio::signal::unix::{SignalKind, signal};
+                        let (Ok(mut int), Ok(mut term)) = (
+                            signal(SignalKind::interrupt()),
+                            signal(SignalKind::terminate()),
+                        ) else {
+                            return;
+                        };
+                        tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
+                    }
+                    #[cfg(not(unix))]
+                    {
+                        let _ = tokio::signal::ctrl_c().await;
+                    }
+                    let path = match PARTIAL.lock() {
+                        Ok(mut g) => g.take(),
+                        Err(p) => p.into_inner().take(),
+                    };
+                    if let Some(p) = path {
+                        let _ = std::fs::remove_file(p);
+                    }
+                    eprintln!("interrupted; no output written");
+                    std::process::exit(130);
+                });
+            });
+    });
 }
 
 pub fn generate(
@@ -132,26 +203,51 @@ pub fn generate(
     output: &PathBuf,
     format: Option<OutFormat>,
 ) -> Result<(), Failure> {
+    let format = output_format(output, format)?;
+    let threads = threads_from_env()?;
     let plan = Arc::new(plan_file(spec_path)?);
-    let format = format.unwrap_or_else(|| {
-        if output.extension().is_some_and(|e| e == "json") {
-            OutFormat::Json
-        } else {
-            OutFormat::Safetensors
-        }
-    });
     let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads_from_env())
+        .num_threads(threads)
         .build()
         .map_err(|e| Failure::Other(format!("cannot start generation threads: {e}")))?;
     let to_stdout = output.as_os_str() == "-";
+    // A file is written under a temporary name beside the target and renamed into place only
+    // once complete and synced: an error, a full disk or Ctrl-C never leaves a partial file
+    // under the final name.
+    let mut partial: Option<tempfile::NamedTempFile> = None;
     let mut sink: Box<dyn Write + Send> = if to_stdout {
         Box::new(std::io::BufWriter::new(std::io::stdout()))
     } else {
-        Box::new(std::io::BufWriter::new(
-            std::fs::File::create(output)
-                .map_err(|e| Failure::Other(format!("cannot create {}: {e}", output.display())))?,
-        ))
+        install_interrupt_cleanup();
+        let dir = match output.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let stem = output
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let prefix = format!(".{stem}.");
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(&prefix).suffix(".partial");
+        #[cfg(unix)]
+        {
+            // The finished file gets the usual permissions, not the temporary file's 0600.
+            use std::os::unix::fs::PermissionsExt;
+            builder.permissions(std::fs::Permissions::from_mode(0o644));
+        }
+        let tmp = builder.tempfile_in(&dir).map_err(|e| {
+            Failure::Other(format!(
+                "cannot create a temporary file in {}: {e}",
+                dir.display()
+            ))
+        })?;
+        set_partial(Some(tmp.path().to_path_buf()));
+        let file = tmp
+            .reopen()
+            .map_err(|e| Failure::Other(format!("cannot open {}: {e}", tmp.path().display())))?;
+        partial = Some(tmp);
+        Box::new(std::io::BufWriter::new(file))
     };
     let progress = if std::io::stderr().is_terminal() {
         let total = match format {
@@ -202,6 +298,20 @@ pub fn generate(
         Ok(())
     })?;
     sink.flush()?;
+    drop(sink);
+    if let Some(tmp) = partial {
+        tmp.as_file().sync_all()?;
+        let path = tmp.path().to_path_buf();
+        tmp.persist(output).map_err(|e| {
+            Failure::Other(format!(
+                "cannot rename {} to {}: {}",
+                path.display(),
+                output.display(),
+                e.error
+            ))
+        })?;
+        set_partial(None);
+    }
     if let Some(b) = progress {
         b.finish();
     }

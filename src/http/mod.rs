@@ -487,7 +487,12 @@ async fn openapi() -> Response {
 /// Binds `config.addr` and serves until SIGTERM or Ctrl-C, then lets in-flight responses
 /// finish for up to `PARAMINIT_SHUTDOWN_GRACE_SECS`.
 pub async fn serve(config: Config) -> std::io::Result<()> {
-    let listener = TcpListener::bind(&config.addr).await?;
+    let listener = TcpListener::bind(&config.addr).await.map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot listen on {} (PARAMINIT_ADDR): {e}", config.addr),
+        )
+    })?;
     serve_with_shutdown(listener, config, shutdown_signal()).await
 }
 
@@ -504,6 +509,11 @@ pub async fn serve_with_shutdown(
     let app = router(state.clone());
     let addr = listener.local_addr()?;
     tracing::info!(%addr, config = ?state.config, "paraminit listening");
+    if state.config.api_token.is_none() && !state.config.auth_none {
+        tracing::warn!(
+            "PARAMINIT_API_TOKEN is not set: every route is open to anyone who can connect (set PARAMINIT_AUTH=none to say this is intended)"
+        );
+    }
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let builder =
         hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
