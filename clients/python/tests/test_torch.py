@@ -187,3 +187,27 @@ def test_tied_weights_stay_tied_and_dtype_applies(server_url):
     assert torch.equal(f32["transformer.wte.weight"].to(torch.bfloat16), sd["transformer.wte.weight"])
     with torch.no_grad():
         assert torch.isfinite(model(torch.tensor([[1, 2, 3]])).logits.float()).all()
+
+
+def test_the_readme_lead_and_its_loading_snippet_work_as_written(server_url):
+    import json
+    import pathlib
+
+    from safetensors.torch import load
+
+    # The lead: three lines from a model to deterministic weights.
+    with pt.recording(), torch.device("meta"):
+        model = nn.Sequential(nn.Linear(100, 64), nn.ReLU(), nn.Linear(64, 32), nn.ReLU(),
+                              nn.Linear(32, 10))
+    pt.initialize(model, seed=42, url=server_url)
+    assert model(torch.randn(2, 100)).shape == (2, 10)
+    # "Loading the result": examples/seed_mlp_sequential.json loads strictly into the same
+    # nn.Sequential.
+    root = pathlib.Path(__file__).resolve().parents[3]
+    spec = json.loads((root / "examples" / "seed_mlp_sequential.json").read_text())
+    with Client(server_url) as c:
+        weights = load(c.init_safetensors(spec))
+    fresh = nn.Sequential(nn.Linear(100, 64), nn.ReLU(), nn.Linear(64, 32), nn.ReLU(),
+                          nn.Linear(32, 10))
+    fresh.load_state_dict(weights)
+    assert "extra.scale" not in weights and set(weights) == set(fresh.state_dict())
