@@ -45,11 +45,20 @@ def test_model_matches_its_own_init(name, server_url):
         assert torch.equal(v, sd[k]), f"{k}: initialize and state_dict differ"
         compare(f"{name}:{k}", v.detach().double().reshape(-1).numpy(), refs[k])
 
+    # A forward pass, equal to the normally built model's with the same weights (so buffers
+    # outside the state dict, e.g. rotary inv_freq, were materialized correctly too).
     model.eval()
+    cpu.eval()
+    torch.manual_seed(1)
+    x = inputs()
     with torch.no_grad():
-        out = model(*inputs())
-    first = out[0] if isinstance(out, tuple) else getattr(out, "logits", out)
-    assert torch.isfinite(first).all()
+        out, want = model(*x), cpu(*x)
+
+    def first(o):
+        return o[0] if isinstance(o, tuple) else getattr(o, "logits", o)
+
+    assert torch.isfinite(first(out)).all()
+    torch.testing.assert_close(first(out), first(want), rtol=1e-4, atol=1e-5)
 
 
 def test_the_check_catches_a_five_percent_std_error():
