@@ -469,21 +469,22 @@ def initialize(model: torch.nn.Module, seed: int, url: Optional[str] = None,
     each rank fetches only its own slices, bit-identical to the same part of the full tensors.
     """
     _records_for(model)
-    if dtype is not None:
-        model.to(dtype=dtype)
-    entries = _entries(model)
-    req = request_for(model, seed, overrides=overrides, only=only, shard=shard)
+    # The request first: it reads the records by storage, before .to(dtype) makes new ones.
+    req = request_for(model, seed, dtype=dtype, overrides=overrides, only=only, shard=shard)
     # Non-persistent buffers on meta (not in the state dict) come from the service too when
     # their init was recorded (Gemma's embed_scale); the others are recomputed after to_empty.
-    unresolved = []
+    extra, unresolved = [], []
     if only is None and shard is None:
         for qname, m, b in _nonpersistent_meta(model):
-            e = _Entry(qname, m, b, m._buffers[b])
             try:
-                req["tensors"].append(_raw_tensor(e, None, overrides))
-                entries.append(e)
+                req["tensors"].append(_raw_tensor(_Entry(qname, m, b, m._buffers[b]), dtype,
+                                                  overrides))
+                extra.append((qname, m, b))
             except (RecordingError, UnrecordableInit):
                 unresolved.append((qname, m, b))
+    if dtype is not None:
+        model.to(dtype=dtype)
+    entries = _entries(model) + [_Entry(q, m, b, m._buffers[b]) for q, m, b in extra]
     _materialize(model, entries, unresolved, device)
     by_name = {e.name: e for e in entries}
     whole: list = []

@@ -220,3 +220,17 @@ def test_the_readme_lead_and_its_loading_snippet_work_as_written(server_url):
                           nn.Linear(32, 10))
     fresh.load_state_dict(weights)
     assert "extra.scale" not in weights and set(weights) == set(fresh.state_dict())
+
+
+def test_initialize_a_cpu_model_in_place_with_a_dtype(server_url):
+    with pt.recording():
+        model = nn.Sequential(nn.Embedding(20, 8, padding_idx=3), nn.Linear(8, 4))
+    data_ptr = model[1].weight.data_ptr()
+    sd = pt.state_dict(model, 9, url=server_url, dtype=torch.float16)
+    pt.initialize(model, 9, url=server_url)
+    assert model[1].weight.data_ptr() == data_ptr, "filled in place, not replaced"
+    pt.initialize(model, 9, url=server_url, dtype=torch.float16)
+    assert model[1].weight.dtype == torch.float16
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, sd[k]), k
+    assert (model[0].weight[3] == 0).all()
