@@ -25,10 +25,11 @@ def build():
 
 
 # (module index, attribute, placement name): column-parallel rows, row-parallel columns,
-# replicated biases and norm.
+# replicated biases and norm; one tensor on a 2-D (2, 1) mesh, which the service's 1-D shard
+# does not express: it is fetched whole and this rank's part kept.
 PLACEMENTS = [(0, "weight", "shard0"), (1, "weight", "shard0"), (1, "bias", "shard0"),
               (3, "weight", "shard1"), (3, "bias", "replicate"), (4, "weight", "replicate"),
-              (4, "bias", "shard0")]
+              (4, "bias", "2d")]
 
 
 class CountingClient(Client):
@@ -50,12 +51,15 @@ def main(rank, url, port, out):
     from torch.distributed.tensor import Replicate, Shard, distribute_tensor
 
     mesh = init_device_mesh("cpu", (2,))
-    kinds = {"shard0": Shard(0), "shard1": Shard(1), "replicate": Replicate()}
+    mesh2d = init_device_mesh("cpu", (2, 1), mesh_dim_names=("dp", "tp"))
+    kinds = {"shard0": [Shard(0)], "shard1": [Shard(1)], "replicate": [Replicate()],
+             "2d": [Shard(0), Replicate()]}
     with pt.recording(), torch.device("meta"):
         model = build()
     for i, attr, kind in PLACEMENTS:
         p = getattr(model[i], attr)
-        d = distribute_tensor(p.detach(), mesh, [kinds[kind]], src_data_rank=None)
+        d = distribute_tensor(p.detach(), mesh2d if kind == "2d" else mesh, kinds[kind],
+                              src_data_rank=None)
         model[i].register_parameter(attr, nn.Parameter(d))
     with CountingClient(url) as c:
         pt.initialize(model, SEED, client=c)

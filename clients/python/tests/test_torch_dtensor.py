@@ -42,13 +42,14 @@ def test_dtensor_shards_are_slices_of_the_full_init(server_url, tmp_path):
             assert got.dtype == t.dtype and torch.equal(got.view(-1).view(torch.uint8),
                                                         t.view(-1).view(torch.uint8)), name
             kind = kinds.get(name)
-            if kind in ("shard0", "shard1"):
-                d = 0 if kind == "shard0" else 1
+            if kind in ("shard0", "shard1", "2d"):
+                d = 1 if kind == "shard1" else 0
                 want = torch.tensor_split(t, 2, dim=d)[r]
                 assert torch.equal(res["local"][name], want), f"rank {r} {name}"
             elif kind == "replicate":
                 assert torch.equal(res["local"][name], t)
-        # Only this rank's slices (and the replicated and plain tensors) were fetched.
+        # Only this rank's slices (and the replicated tensors, and the 2-D mesh one whole)
+        # were fetched.
         expected = 0
         for name, t in single.items():
             kind = kinds.get(name)
