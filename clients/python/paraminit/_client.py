@@ -19,7 +19,9 @@ from ._stream import TensorInfo, read_safetensors
 DEFAULT_URL = "http://localhost:8080"
 """Used when neither ``url=`` nor ``PARAMINIT_URL`` is given."""
 
-_CHUNK = 1 << 20
+# Network chunks are passed on as they arrive (None): re-chunking them to a fixed size would
+# copy every byte once more on its way into the caller's buffers.
+_CHUNK = None
 
 
 class ParaminitError(Exception):

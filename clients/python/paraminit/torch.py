@@ -321,19 +321,20 @@ def request_for(model: torch.nn.Module, seed: int, *, dtype: Optional[torch.dtyp
 
 
 class _Sink:
-    """Maps each streamed tensor to the storage it goes into; tensors that are not contiguous
-    CPU memory are received in a staging buffer and copied when complete."""
+    """Maps each streamed tensor to the storage it goes into. ``targets(info)`` gives a tensor
+    (filled in place when it is contiguous CPU memory of the sent dtype, else through a staging
+    buffer copied in when the tensor is complete), ``(tensor, index)`` to keep only
+    ``full[index]`` of the sent tensor, or None to drop it."""
 
-    def __init__(self, targets: Callable[[TensorInfo], Optional[torch.Tensor]]):
+    def __init__(self, targets: Callable[[TensorInfo], Any]):
         self.targets = targets
         self.pending = None
-        self.seen = set()
 
     def flush(self):
         if self.pending is not None:
-            dst, tmp = self.pending
+            dst, tmp, idx = self.pending
             with torch.no_grad():
-                dst.copy_(tmp)
+                dst.copy_(tmp if idx is None else tmp[idx])
             self.pending = None
 
     def __call__(self, info: TensorInfo):
@@ -341,15 +342,20 @@ class _Sink:
         dst = self.targets(info)
         if dst is None:
             return None
-        self.seen.add(info.name)
-        want = _ST_TORCH.get(info.dtype)
-        if tuple(dst.shape) != tuple(info.shape):
+        idx = None
+        if isinstance(dst, tuple):
+            dst, idx = dst
+        want = _ST_TORCH[info.dtype]
+        shape = tuple(info.shape) if idx is None else \
+            tuple(len(range(*sl.indices(n))) for sl, n in zip(idx, info.shape))
+        if tuple(dst.shape) != shape:
             raise ParaminitError(f"{info.name}: the service sent {list(info.shape)}, the model "
                                  f"holds {list(dst.shape)}")
-        if dst.device.type == "cpu" and dst.is_contiguous() and dst.dtype == want:
+        if idx is None and dst.device.type == "cpu" and dst.is_contiguous() \
+                and dst.dtype == want:
             return _bytes_of(dst)
         tmp = torch.empty(info.shape, dtype=want)
-        self.pending = (dst, tmp)
+        self.pending = (dst, tmp, idx)
         return _bytes_of(tmp)
 
 
@@ -384,6 +390,7 @@ def _dtensor_plan(entries: list):
         local[e.name] = (tuple(lshape), tuple(goff))
         pl = t.placements
         if m is not mesh or m.ndim != 1 or len(pl) != 1:
+            dims[_escape(e.name)] = None
             whole.append(e.name)
             continue
         p = pl[0]
@@ -397,11 +404,16 @@ def _dtensor_plan(entries: list):
             if (start, length) == (goff[d], lshape[d]):
                 dims[_escape(e.name)] = d
             else:  # torch.chunk and numpy.array_split disagree for this size
+                dims[_escape(e.name)] = None
                 whole.append(e.name)
         else:
+            dims[_escape(e.name)] = None
             whole.append(e.name)
     shard = None
-    if mesh is not None:
+    if mesh is not None and mesh.ndim != 1:
+        # Only 1-D meshes map to the service's shard; everything is sent whole and sliced here.
+        whole = [e.name for e in entries if _is_dtensor(e.tensor)]
+    elif mesh is not None:
         shard = {"rank": mesh.get_local_rank(), "world_size": mesh.size(), "dim": None,
                  "dims": dims}
     return shard, whole, local
@@ -469,21 +481,22 @@ def initialize(model: torch.nn.Module, seed: int, url: Optional[str] = None,
     each rank fetches only its own slices, bit-identical to the same part of the full tensors.
     """
     _records_for(model)
-    if dtype is not None:
-        model.to(dtype=dtype)
-    entries = _entries(model)
-    req = request_for(model, seed, overrides=overrides, only=only, shard=shard)
+    # The request first: it reads the records by storage, before .to(dtype) makes new ones.
+    req = request_for(model, seed, dtype=dtype, overrides=overrides, only=only, shard=shard)
     # Non-persistent buffers on meta (not in the state dict) come from the service too when
     # their init was recorded (Gemma's embed_scale); the others are recomputed after to_empty.
-    unresolved = []
+    extra, unresolved = [], []
     if only is None and shard is None:
         for qname, m, b in _nonpersistent_meta(model):
-            e = _Entry(qname, m, b, m._buffers[b])
             try:
-                req["tensors"].append(_raw_tensor(e, None, overrides))
-                entries.append(e)
+                req["tensors"].append(_raw_tensor(_Entry(qname, m, b, m._buffers[b]), dtype,
+                                                  overrides))
+                extra.append((qname, m, b))
             except (RecordingError, UnrecordableInit):
                 unresolved.append((qname, m, b))
+    if dtype is not None:
+        model.to(dtype=dtype)
+    entries = _entries(model) + [_Entry(q, m, b, m._buffers[b]) for q, m, b in extra]
     _materialize(model, entries, unresolved, device)
     by_name = {e.name: e for e in entries}
     whole: list = []
@@ -496,55 +509,22 @@ def initialize(model: torch.nn.Module, seed: int, url: Optional[str] = None,
         if e is None:
             return None
         t = e.tensor
-        return t._local_tensor if _is_dtensor(t) else t.data
+        if not _is_dtensor(t):
+            return t.data
+        if e.name in whole:  # sent whole (replicated in the request): keep this rank's part
+            lshape, goff = local[e.name]
+            return t._local_tensor, tuple(slice(o, o + n) for o, n in zip(goff, lshape))
+        return t._local_tensor
 
     c, own = _client(url, token, client)
     try:
-        wanted = [e.name for e in entries if e.name not in whole]
-        if wanted:
-            main = dict(req)
-            if whole:
-                keep = set(wanted)
-                main["only"] = [_escape(n) for n in keep] if only is None else list(only)
-            sink = _Sink(target)
-            c.stream(main, sink)
-            sink.flush()
-        if whole:
-            full = dict(req)
-            full.pop("shard", None)
-            full["only"] = [_escape(n) for n in whole]
-
-            sink = _WholeSink(by_name, local)
-            c.stream(full, sink)
-            sink.flush()
+        sink = _Sink(target)
+        c.stream(req, sink)
+        sink.flush()
     finally:
         if own:
             c.close()
     return model
-
-
-class _WholeSink(_Sink):
-    """Receives whole tensors and keeps this rank's DTensor slice of each."""
-
-    def __init__(self, by_name, local):
-        super().__init__(lambda info: None)
-        self.by_name, self.local = by_name, local
-
-    def __call__(self, info: TensorInfo):
-        self.flush()
-        e = self.by_name[info.name]
-        tmp = torch.empty(info.shape, dtype=_ST_TORCH[info.dtype])
-        lshape, goff = self.local[info.name]
-        idx = tuple(slice(o, o + n) for o, n in zip(goff, lshape))
-        self.pending = (e.tensor._local_tensor, tmp, idx)
-        return _bytes_of(tmp)
-
-    def flush(self):
-        if self.pending is not None:
-            dst, tmp, idx = self.pending
-            with torch.no_grad():
-                dst.copy_(tmp[idx])
-            self.pending = None
 
 
 def state_dict(model: torch.nn.Module, seed: int, url: Optional[str] = None,

@@ -45,11 +45,20 @@ def test_model_matches_its_own_init(name, server_url):
         assert torch.equal(v, sd[k]), f"{k}: initialize and state_dict differ"
         compare(f"{name}:{k}", v.detach().double().reshape(-1).numpy(), refs[k])
 
+    # A forward pass, equal to the normally built model's with the same weights (so buffers
+    # outside the state dict, e.g. rotary inv_freq, were materialized correctly too).
     model.eval()
+    cpu.eval()
+    torch.manual_seed(1)
+    x = inputs()
     with torch.no_grad():
-        out = model(*inputs())
-    first = out[0] if isinstance(out, tuple) else getattr(out, "logits", out)
-    assert torch.isfinite(first).all()
+        out, want = model(*x), cpu(*x)
+
+    def first(o):
+        return o[0] if isinstance(o, tuple) else getattr(o, "logits", o)
+
+    assert torch.isfinite(first(out)).all()
+    torch.testing.assert_close(first(out), first(want), rtol=1e-4, atol=1e-5)
 
 
 def test_the_check_catches_a_five_percent_std_error():
@@ -187,3 +196,41 @@ def test_tied_weights_stay_tied_and_dtype_applies(server_url):
     assert torch.equal(f32["transformer.wte.weight"].to(torch.bfloat16), sd["transformer.wte.weight"])
     with torch.no_grad():
         assert torch.isfinite(model(torch.tensor([[1, 2, 3]])).logits.float()).all()
+
+
+def test_the_readme_lead_and_its_loading_snippet_work_as_written(server_url):
+    import json
+    import pathlib
+
+    from safetensors.torch import load
+
+    # The lead: three lines from a model to deterministic weights.
+    with pt.recording(), torch.device("meta"):
+        model = nn.Sequential(nn.Linear(100, 64), nn.ReLU(), nn.Linear(64, 32), nn.ReLU(),
+                              nn.Linear(32, 10))
+    pt.initialize(model, seed=42, url=server_url)
+    assert model(torch.randn(2, 100)).shape == (2, 10)
+    # "Loading the result": examples/seed_mlp_sequential.json loads strictly into the same
+    # nn.Sequential.
+    root = pathlib.Path(__file__).resolve().parents[3]
+    spec = json.loads((root / "examples" / "seed_mlp_sequential.json").read_text())
+    with Client(server_url) as c:
+        weights = load(c.init_safetensors(spec))
+    fresh = nn.Sequential(nn.Linear(100, 64), nn.ReLU(), nn.Linear(64, 32), nn.ReLU(),
+                          nn.Linear(32, 10))
+    fresh.load_state_dict(weights)
+    assert "extra.scale" not in weights and set(weights) == set(fresh.state_dict())
+
+
+def test_initialize_a_cpu_model_in_place_with_a_dtype(server_url):
+    with pt.recording():
+        model = nn.Sequential(nn.Embedding(20, 8, padding_idx=3), nn.Linear(8, 4))
+    data_ptr = model[1].weight.data_ptr()
+    sd = pt.state_dict(model, 9, url=server_url, dtype=torch.float16)
+    pt.initialize(model, 9, url=server_url)
+    assert model[1].weight.data_ptr() == data_ptr, "filled in place, not replaced"
+    pt.initialize(model, 9, url=server_url, dtype=torch.float16)
+    assert model[1].weight.dtype == torch.float16
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, sd[k]), k
+    assert (model[0].weight[3] == 0).all()
