@@ -838,8 +838,19 @@ fn hf_drafts(req: &Request, drafts: &mut Vec<Draft>) -> Result<()> {
             HfInit::Normal { std, why } => {
                 (named("normal").with("std", ParamValue::Float(std)), why)
             }
+            HfInit::TruncNormal { std, a, b, why } => (
+                named("truncated_normal")
+                    .with("std", ParamValue::Float(std))
+                    .with("a", ParamValue::Float(a))
+                    .with("b", ParamValue::Float(b)),
+                why,
+            ),
             HfInit::Zeros { why } => (named("zeros"), why),
             HfInit::Ones { why } => (named("ones"), why),
+            HfInit::Constant { value, why } => (
+                named("constant").with("value", ParamValue::Float(value)),
+                why,
+            ),
         };
         let ctx = TensorCtx {
             framework: Framework::PyTorch,
