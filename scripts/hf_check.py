@@ -19,7 +19,7 @@ config with transformers (`Class._from_config`, which honours the config's dtype
    standard errors of the ratio (capped at 5%, so a 5% std error fails wherever the pooled
    sample is big enough to see it: ~8000 values per side).
 
-`--quick` is the CI-sized subset: one class per family, 3 seeds. Exits non-zero on any failure.
+`--quick` is the CI-sized subset: the LM (or top) class and one head per family, 3 seeds. Exits non-zero on any failure.
 Skips (exit 0) when torch, transformers or scipy is missing.
 """
 import argparse
@@ -122,7 +122,8 @@ def cases(quick):
         if mt == "gpt2":
             fam.append((lmc, dict(cfg, tie_word_embeddings=False)))
         if quick:
-            fam = fam[:1] if mt not in ("t5", "vit", "bert") else fam[:2]
+            heads = [x for x in fam if x[0].endswith("ForSequenceClassification")]
+            fam = fam[:2] if mt in ("t5", "vit") else fam[:1] + heads[:1]
         out += [(mt, c, k, cfg) for c, k in fam]
     return out
 
