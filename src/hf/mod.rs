@@ -1,7 +1,11 @@
 //! Hugging Face `config.json` → the exact tensors `save_pretrained` writes for that model class,
-//! with the initialization rule of the class's `_init_weights` (transformers 5.x; the rules are
-//! the same in 4.5x). Supported families: Llama and the Llama-shaped Mistral and Qwen2, GPT-2
-//! and BERT, each with its language-model head class and its base model.
+//! with the initialization rule of the class's `_init_weights` (transformers 5.x). Families:
+//! the Llama-shaped decoders (Llama, Mistral, Qwen2, Qwen3, Gemma 1/2/3-text, Mixtral,
+//! Qwen2-MoE, Qwen3-MoE, Phi-3, OLMo 2; `llama.rs`), GPT-NeoX, GPT-2, BERT and RoBERTa,
+//! DistilBERT, T5 and ViT, each with its base model, its LM class and the classification/QA
+//! heads transformers has for it (`ARCHITECTURES`). Without `architectures`, `model_type` picks
+//! the class `AutoModel.from_config` builds (the base model). The config's `dtype`/`torch_dtype`
+//! is kept as the request's default output dtype.
 //!
 //! The config is read leniently, as `from_pretrained` reads it: unknown keys are ignored, a key
 //! that is `null` takes the model type's default. A value of the wrong type, a contradictory
