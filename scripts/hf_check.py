@@ -121,6 +121,15 @@ def cases(quick):
             fam.append((base, dict(cfg, image_size=[16, 8], qkv_bias=False, num_channels=1)))
         if mt == "gpt2":
             fam.append((lmc, dict(cfg, tie_word_embeddings=False)))
+        if mt == "mixtral":
+            # The MoE overrides read initializer_range without the `or 0.02` fallback.
+            fam.append((lmc, dict(cfg, initializer_range=0.0)))
+        if mt == "gemma":
+            fam.append((lmc, dict(cfg, pad_token_id=5, dtype="float16")))
+        if mt == "qwen3":
+            fam.append((base, {k: v for k, v in cfg.items() if k != "head_dim"}))
+        if mt == "llama":
+            fam.append((lmc, dict(cfg, num_key_value_heads=1, mlp_bias=True, pad_token_id=2)))
         if quick:
             heads = [x for x in fam if x[0].endswith("ForSequenceClassification")]
             fam = fam[:2] if mt in ("t5", "vit") else fam[:1] + heads[:1]

@@ -1030,6 +1030,21 @@ fn shard(req: &Request, mut drafts: Vec<Draft>) -> Result<Vec<Draft>> {
 pub fn build(req: Request, limits: &Limits) -> Result<Plan> {
     let mut drafts = Vec::new();
     layer_drafts(&req, &mut drafts)?;
+    // A Hugging Face config's tensor count is known in closed form: refuse it before its
+    // names are formatted (a billion layers or experts must not allocate first).
+    if let Some(m) = &req.hf {
+        let (n, key) = m.tensor_count();
+        if n > limits.max_tensors {
+            return Err(SpecError::new(
+                ErrorCode::LimitExceeded,
+                format!("hf_config.{key}"),
+                format!(
+                    "this config has {n} tensors; the limit is {} (PARAMINIT_MAX_TENSORS)",
+                    limits.max_tensors
+                ),
+            ));
+        }
+    }
     hf_drafts(&req, &mut drafts)?;
     raw_drafts(&req, &mut drafts)?;
 

@@ -260,3 +260,45 @@ fn unsupported_switches_are_422_naming_the_key() {
         Some("hf_config.pad_token_id")
     );
 }
+
+#[test]
+fn tensor_count_is_the_closed_form_of_the_tensor_list() {
+    for case in fixtures()["cases"].as_array().unwrap() {
+        let class = case["class"].as_str().unwrap();
+        let m = spec::parse(&req(&case["config"], 1)).unwrap().hf.unwrap();
+        assert_eq!(
+            m.tensor_count().0,
+            m.tensors().len() as u64,
+            "{class} {}",
+            case["config"]
+        );
+    }
+    // Variants the fixtures do not cover: sparse steps with dense layers, all-dense MoE.
+    let mut q = fixture_config("Qwen2MoeForCausalLM");
+    for (step, only) in [(2, json!([0, 1, 1, 7])), (1, json!([0, 1])), (3, json!([]))] {
+        q["num_hidden_layers"] = json!(5);
+        q["decoder_sparse_step"] = json!(step);
+        q["mlp_only_layers"] = only;
+        let m = spec::parse(&req(&q, 1)).unwrap().hf.unwrap();
+        assert_eq!(m.tensor_count().0, m.tensors().len() as u64, "{q}");
+    }
+}
+
+#[test]
+fn a_huge_expert_or_layer_count_is_refused_before_any_tensor_is_built() {
+    use paraminit::plan::{self, Limits};
+    let limits = Limits {
+        max_tensors: 100_000,
+        max_elements: 1 << 40,
+        max_response_bytes: 1 << 50,
+    };
+    let mut m = fixture_config("MixtralForCausalLM");
+    m["num_local_experts"] = json!(1u64 << 40);
+    let e = plan::build(spec::parse(&req(&m, 1)).unwrap(), &limits).unwrap_err();
+    assert_eq!(e.code.as_str(), "limit_exceeded");
+    assert_eq!(e.path.as_deref(), Some("hf_config.num_local_experts"));
+    let mut t = fixture_config("T5Model");
+    t["num_layers"] = json!(1u64 << 40);
+    let e = plan::build(spec::parse(&req(&t, 1)).unwrap(), &limits).unwrap_err();
+    assert_eq!(e.path.as_deref(), Some("hf_config.num_layers"));
+}

@@ -103,6 +103,19 @@ impl BertConfig {
         m.insert("initializer_range".into(), json!(self.initializer_range));
     }
 
+    /// `tensors(arch, _).len()` in closed form.
+    pub(super) fn tensor_count(&self, arch: Arch) -> u64 {
+        let roberta = arch.fam == Fam::Roberta;
+        let pooler = matches!(arch.head, Head::Base) || (arch.head == Head::SeqCls && !roberta);
+        let head = match arch.head {
+            Head::MaskedLm => 5 + 2 * (!self.tie_word_embeddings) as u64,
+            Head::SeqCls if roberta => 4,
+            h => super::head_count(h, false, true),
+        };
+        5u64.saturating_add(self.num_hidden_layers.saturating_mul(16))
+            .saturating_add(2 * pooler as u64 + head)
+    }
+
     pub(super) fn tensors(&self, arch: Arch, num_labels: u64) -> Vec<HfTensor> {
         let std = generic_std(self.initializer_range);
         let w = || normal(std, LINEAR);

@@ -74,6 +74,17 @@ impl DistilBertConfig {
         m.insert("initializer_range".into(), json!(self.initializer_range));
     }
 
+    /// `tensors(arch, _).len()` in closed form.
+    pub(super) fn tensor_count(&self, arch: Arch) -> u64 {
+        let head = match arch.head {
+            Head::MaskedLm => 5 + (!self.tie_word_embeddings) as u64,
+            Head::SeqCls => 4,
+            h => super::head_count(h, false, true),
+        };
+        4u64.saturating_add(self.n_layers.saturating_mul(16))
+            .saturating_add(head)
+    }
+
     pub(super) fn tensors(&self, arch: Arch, num_labels: u64) -> Vec<HfTensor> {
         let std = generic_std(self.initializer_range);
         let w = || normal(std, LINEAR);

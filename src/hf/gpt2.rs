@@ -71,6 +71,16 @@ impl Gpt2Config {
         m.insert("initializer_range".into(), json!(self.initializer_range));
     }
 
+    /// `tensors(arch, _).len()` in closed form.
+    pub(super) fn tensor_count(&self, arch: Arch) -> u64 {
+        4u64.saturating_add(self.n_layer.saturating_mul(12))
+            .saturating_add(super::head_count(
+                arch.head,
+                !self.tie_word_embeddings,
+                false,
+            ))
+    }
+
     pub(super) fn tensors(&self, arch: Arch, num_labels: u64) -> Vec<HfTensor> {
         // Conv1D and c_proj read config.initializer_range as is (null → the 0.02 default);
         // embeddings and LayerNorm go through the generic rule (0 or null → 0.02).

@@ -427,7 +427,82 @@ impl LlamaConfig {
     }
 }
 
+impl LlamaConfig {
+    /// `tensors(arch, _).len()` in closed form, with the key that drives it.
+    pub(super) fn tensor_count(&self, arch: Arch) -> (u64, &'static str) {
+        let fam = arch.fam;
+        let projections: u64 = if fam == Fam::Phi3 {
+            2
+        } else {
+            4 + 3 * (self.attention_bias || self.qkv_bias) as u64
+        };
+        let qk_norms = matches!(
+            fam,
+            Fam::Qwen3 | Fam::Qwen3Moe | Fam::Gemma3Text | Fam::Olmo2
+        ) as u64;
+        let attn = projections + self.attention_bias as u64 + 2 * qk_norms;
+        let norms: u64 = if matches!(fam, Fam::Gemma2 | Fam::Gemma3Text) {
+            4
+        } else {
+            2
+        };
+        let dense: u64 = if fam == Fam::Phi3 {
+            2
+        } else {
+            3 + 3 * self.mlp_bias as u64
+        };
+        let layers = self.num_hidden_layers;
+        let (sparse_layers, per_sparse) = match &self.moe {
+            Some(moe) => (
+                moe.sparse_layers(layers),
+                1u64.saturating_add(moe.num_experts.saturating_mul(3))
+                    .saturating_add(4 * (moe.shared_expert_size > 0) as u64),
+            ),
+            None => (0, 0),
+        };
+        let total = 2u64
+            .saturating_add(layers.saturating_mul(attn + norms))
+            .saturating_add((layers - sparse_layers).saturating_mul(dense))
+            .saturating_add(sparse_layers.saturating_mul(per_sparse))
+            .saturating_add(super::head_count(
+                arch.head,
+                !self.tie_word_embeddings,
+                false,
+            ));
+        let key = if sparse_layers.saturating_mul(per_sparse)
+            > layers.saturating_mul(attn + norms + dense)
+        {
+            if fam == Fam::Mixtral {
+                "num_local_experts"
+            } else {
+                "num_experts"
+            }
+        } else {
+            "num_hidden_layers"
+        };
+        (total, key)
+    }
+}
+
 impl Moe {
+    /// How many of `layers` layers are sparse (closed form over `mlp_only_layers`).
+    fn sparse_layers(&self, layers: u64) -> u64 {
+        if self.num_experts == 0 {
+            return 0;
+        }
+        let mut n = layers / self.decoder_sparse_step;
+        let mut excluded: Vec<u64> = self
+            .mlp_only_layers
+            .iter()
+            .copied()
+            .filter(|&l| l < layers && (l + 1).is_multiple_of(self.decoder_sparse_step))
+            .collect();
+        excluded.sort_unstable();
+        excluded.dedup();
+        n -= excluded.len() as u64;
+        n
+    }
+
     fn sparse(&self, l: u64) -> bool {
         !self.mlp_only_layers.contains(&l)
             && self.num_experts > 0

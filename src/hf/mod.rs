@@ -450,6 +450,21 @@ impl HfModel {
         }
     }
 
+    /// How many tensors `tensors` returns, in closed form (saturating), and the config key
+    /// that drives it, so a limit can refuse a config before a single name is formatted.
+    /// `tests/arch_hf_families.rs` checks it equals `tensors().len()` for every fixture.
+    pub fn tensor_count(&self) -> (u64, &'static str) {
+        match &self.family {
+            Family::Llama(c) => c.tensor_count(self.arch),
+            Family::Gpt2(c) => (c.tensor_count(self.arch), "n_layer"),
+            Family::Bert(c) => (c.tensor_count(self.arch), "num_hidden_layers"),
+            Family::NeoX(c) => (c.tensor_count(self.arch), "num_hidden_layers"),
+            Family::DistilBert(c) => (c.tensor_count(self.arch), "n_layers"),
+            Family::T5(c) => (c.tensor_count(self.arch), "num_layers"),
+            Family::ViT(c) => (c.tensor_count(self.arch), "num_hidden_layers"),
+        }
+    }
+
     /// Canonical form: `architectures`, `model_type` and every honoured key, resolved.
     pub fn to_json(&self) -> Value {
         let mut m = Map::new();
@@ -853,6 +868,16 @@ impl<'a> Cfg<'a> {
             ));
         }
         Ok(())
+    }
+}
+
+/// Tensors a head adds on top of the base model: `Linear` weight (+ bias).
+pub(crate) fn head_count(head: Head, untied_lm: bool, seq_cls_bias: bool) -> u64 {
+    match head {
+        Head::CausalLm | Head::Seq2SeqLm => untied_lm as u64,
+        Head::SeqCls => 1 + seq_cls_bias as u64,
+        Head::TokenCls | Head::Qa | Head::ImageCls => 2,
+        Head::Base | Head::MaskedLm | Head::Encoder => 0,
     }
 }
 

@@ -64,6 +64,17 @@ impl NeoXConfig {
         m.insert("initializer_range".into(), json!(self.initializer_range));
     }
 
+    /// `tensors(arch, _).len()` in closed form.
+    pub(super) fn tensor_count(&self, arch: Arch) -> u64 {
+        let per_layer = 10 + 2 * self.attention_bias as u64;
+        3u64.saturating_add(self.num_hidden_layers.saturating_mul(per_layer))
+            .saturating_add(super::head_count(
+                arch.head,
+                !self.tie_word_embeddings,
+                false,
+            ))
+    }
+
     pub(super) fn tensors(&self, arch: Arch, num_labels: u64) -> Vec<HfTensor> {
         let std = generic_std(self.initializer_range);
         let w = || normal(std, LINEAR);

@@ -100,6 +100,26 @@ impl T5Config {
         m.insert("initializer_factor".into(), json!(self.initializer_factor));
     }
 
+    /// `tensors(arch, _).len()` in closed form.
+    pub(super) fn tensor_count(&self, arch: Arch) -> u64 {
+        let ff = 2 + self.gated as u64;
+        // Self-attention q/k/v/o + norm, feed-forward + norm; the first block adds the
+        // relative attention bias; each stack ends with a final norm.
+        let encoder = self.num_layers.saturating_mul(6 + ff).saturating_add(2);
+        let decoder = self
+            .num_decoder_layers
+            .saturating_mul(11 + ff)
+            .saturating_add(2);
+        let with_decoder = !matches!(arch.head, Head::Encoder | Head::TokenCls);
+        let head = match arch.head {
+            Head::SeqCls => 4,
+            h => super::head_count(h, !self.tie_word_embeddings, true),
+        };
+        1u64.saturating_add(encoder)
+            .saturating_add(if with_decoder { decoder } else { 0 })
+            .saturating_add(head)
+    }
+
     pub(super) fn tensors(&self, arch: Arch, num_labels: u64) -> Vec<HfTensor> {
         let f = self.initializer_factor;
         let d = self.d_model as f64;

@@ -90,6 +90,17 @@ impl ViTConfig {
         m.insert("initializer_range".into(), json!(self.initializer_range));
     }
 
+    /// `tensors(arch, _).len()` in closed form.
+    pub(super) fn tensor_count(&self, arch: Arch) -> u64 {
+        let per_layer = 3 * (1 + self.qkv_bias as u64) + 10;
+        let head = match arch.head {
+            Head::Base | Head::ImageCls => 2,
+            _ => 0,
+        };
+        6u64.saturating_add(self.num_hidden_layers.saturating_mul(per_layer))
+            .saturating_add(head)
+    }
+
     pub(super) fn tensors(&self, arch: Arch, num_labels: u64) -> Vec<HfTensor> {
         let r = self.initializer_range;
         let std = super::generic_std(Some(r));
