@@ -121,6 +121,8 @@ def cases(quick):
             fam.append((base, dict(cfg, image_size=[16, 8], qkv_bias=False, num_channels=1)))
         if mt == "gpt2":
             fam.append((lmc, dict(cfg, tie_word_embeddings=False)))
+        if mt == "t5":
+            fam.append((base, dict(cfg, initializer_factor=0.0)))
         if mt == "mixtral":
             # The MoE overrides read initializer_range without the `or 0.02` fallback.
             fam.append((lmc, dict(cfg, initializer_range=0.0)))

@@ -252,6 +252,13 @@ fn unsupported_switches_are_422_naming_the_key() {
     let mut v = fixture_config("ViTModel");
     v["patch_size"] = json!(32);
     assert_eq!(err(&req(&v, 1)).1.as_deref(), Some("hf_config.patch_size"));
+    // transformers itself fails here (trunc_normal_ with std 0).
+    let mut v = fixture_config("ViTModel");
+    v["initializer_range"] = json!(0.0);
+    assert_eq!(
+        err(&req(&v, 1)).1.as_deref(),
+        Some("hf_config.initializer_range")
+    );
     // Phi-3's default pad_token_id (32000) is outside a small vocabulary, as in transformers.
     let mut p = fixture_config("Phi3Model");
     p.as_object_mut().unwrap().remove("pad_token_id");

@@ -58,6 +58,17 @@ impl ViTConfig {
             true,
             "the mask_token of ViTForMaskedImageModeling is not generated",
         )?;
+        // ViT's trunc_normal_ embeddings read config.initializer_range as is; at 0 torch's
+        // trunc_normal_ divides by zero (ZeroDivisionError in transformers 5.24), so there is
+        // no file to match.
+        let initializer_range = c.init_range()?.unwrap_or(0.02);
+        if initializer_range == 0.0 {
+            return Err(SpecError::new(
+                ErrorCode::InvalidValue,
+                c.path("initializer_range"),
+                "ViT needs initializer_range > 0: its trunc_normal_(std=initializer_range) embeddings fail at 0 in transformers",
+            ));
+        }
         Ok(ViTConfig {
             hidden_size,
             num_hidden_layers: c.size(&["num_hidden_layers"], 12)?,
@@ -68,9 +79,7 @@ impl ViTConfig {
             num_channels: c.size(&["num_channels"], 3)?,
             qkv_bias: c.bool("qkv_bias", true)?,
             pooler_output_size: c.size(&["pooler_output_size"], hidden_size)?,
-            // ViT reads config.initializer_range as is (no `or 0.02` for the trunc_normal_
-            // embeddings); the generic Linear rule turns 0 into 0.02 (see `tensors`).
-            initializer_range: c.init_range()?.unwrap_or(0.02),
+            initializer_range,
         })
     }
 
@@ -103,20 +112,16 @@ impl ViTConfig {
 
     pub(super) fn tensors(&self, arch: Arch, num_labels: u64) -> Vec<HfTensor> {
         let r = self.initializer_range;
-        let std = super::generic_std(Some(r));
+        let std = r;
         let w = || normal(std, LINEAR);
         let zero = HfInit::Zeros { why: BIAS };
         let one = HfInit::Ones { why: NORM_W };
         let nb = HfInit::Zeros { why: NORM_B };
-        let trunc = if r == 0.0 {
-            HfInit::Zeros { why: TRUNC }
-        } else {
-            HfInit::TruncNormal {
-                std: r,
-                a: -2.0,
-                b: 2.0,
-                why: TRUNC,
-            }
+        let trunc = HfInit::TruncNormal {
+            std: r,
+            a: -2.0,
+            b: 2.0,
+            why: TRUNC,
         };
         let p = if arch.head == Head::Base { "" } else { "vit." };
         let (h, i) = (self.hidden_size, self.intermediate_size);
