@@ -309,3 +309,37 @@ fn a_huge_expert_or_layer_count_is_refused_before_any_tensor_is_built() {
     let e = plan::build(spec::parse(&req(&t, 1)).unwrap(), &limits).unwrap_err();
     assert_eq!(e.path.as_deref(), Some("hf_config.num_layers"));
 }
+
+mod common;
+
+#[tokio::test]
+async fn served_over_http_in_the_configs_dtype() {
+    use axum::http::StatusCode;
+    let app = common::app();
+    let mut c = fixture_config("Gemma3ForCausalLM");
+    c["dtype"] = json!("bfloat16");
+    let body = req(&c, 42).to_string();
+    let res = common::send(&app, common::post("/v1/init?format=safetensors", &body)).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let file = common::body_bytes(res).await;
+    let (_, md) = safetensors::SafeTensors::read_metadata(&file).unwrap();
+    let tensors = md.tensors();
+    assert!(!tensors.is_empty());
+    assert!(
+        tensors
+            .values()
+            .all(|t| t.dtype == safetensors::Dtype::BF16)
+    );
+    assert_eq!(
+        file,
+        support::safetensors_bytes(&support::plan(&req(&c, 42)))
+    );
+    // The bare config as the whole body: a 422 envelope pointing at the wrapped form.
+    let v = common::json_of(
+        &app,
+        common::post("/v1/init", &c.to_string()),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    common::assert_envelope(&v, "missing_field", Some("seed"));
+}
