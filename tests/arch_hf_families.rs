@@ -343,3 +343,15 @@ async fn served_over_http_in_the_configs_dtype() {
     .await;
     common::assert_envelope(&v, "missing_field", Some("seed"));
 }
+
+#[test]
+fn canonical_form_is_a_fixed_point_for_every_class() {
+    for case in fixtures()["cases"].as_array().unwrap() {
+        let class = case["class"].as_str().unwrap();
+        let parsed = spec::parse(&req(&case["config"], 3)).unwrap();
+        let c1 = parsed.to_canonical_json();
+        let again = spec::parse(&c1).unwrap_or_else(|e| panic!("{class}: {e}"));
+        assert_eq!(again, parsed, "{class}");
+        assert_eq!(again.to_canonical_json(), c1, "{class}");
+    }
+}
