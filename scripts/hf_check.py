@@ -2,6 +2,7 @@
 """paraminit's `hf_config` answer checked against real transformers, class by class.
 
 Usage: scripts/hf_check.py PARAMINIT_BINARY [--quick] [--seeds N] [--only SUBSTRING] [-v]
+       scripts/hf_check.py --url http://localhost:8080 [...]   (a running service, over HTTP)
 
 For every supported class (and a few variants of each family) it builds the model from a tiny
 config with transformers (`Class._from_config`, which honours the config's dtype), writes it with
@@ -29,6 +30,8 @@ import os
 import subprocess
 import sys
 import tempfile
+import urllib.error
+import urllib.request
 
 try:
     import numpy as np
@@ -164,7 +167,7 @@ def zero_rows(a):
     return set(np.nonzero(np.all(a == 0, axis=1))[0].tolist())
 
 
-def run(binary, mt, cls_name, kw, seeds, verbose):
+def run(binary, url, mt, cls_name, kw, seeds, verbose):
     C = getattr(transformers, cls_name)
     cfg = transformers.AutoConfig.for_model(mt, **kw)
     fails = []
@@ -183,10 +186,20 @@ def run(binary, mt, cls_name, kw, seeds, verbose):
             json.dump({"seed": 1000 + s, "hf_config": config}, open(spec, "w"))
             od = f"{d}/ours{s}"
             os.makedirs(od)
-            r = subprocess.run([binary, "generate", spec, "-o", f"{od}/model.safetensors"],
-                               capture_output=True, text=True)
-            if r.returncode != 0:
-                return [f"paraminit refused: {r.stderr.strip()[:400]}"]
+            if url:
+                body = json.dumps({"seed": 1000 + s, "hf_config": config}).encode()
+                rq = urllib.request.Request(f"{url}/v1/init?format=safetensors", data=body,
+                                            headers={"Content-Type": "application/json"})
+                try:
+                    with urllib.request.urlopen(rq) as r, open(f"{od}/model.safetensors", "wb") as fo:
+                        fo.write(r.read())
+                except urllib.error.HTTPError as e:
+                    return [f"paraminit refused: {e.code} {e.read()[:400]!r}"]
+            else:
+                r = subprocess.run([binary, "generate", spec, "-o", f"{od}/model.safetensors"],
+                                   capture_output=True, text=True)
+                if r.returncode != 0:
+                    return [f"paraminit refused: {r.stderr.strip()[:400]}"]
             json.dump(config, open(f"{od}/config.json", "w"))
             ours.append(f"{od}/model.safetensors")
         h_hf, h_ours = header(hf_files[0]), header(ours[0])
@@ -231,19 +244,22 @@ def run(binary, mt, cls_name, kw, seeds, verbose):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("binary")
+    ap.add_argument("binary", nargs="?", help="the paraminit binary (its `generate` command)")
+    ap.add_argument("--url", help="a running paraminit service instead of the binary")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--seeds", type=int)
     ap.add_argument("--only")
     ap.add_argument("-v", "--verbose", action="store_true")
     a = ap.parse_args()
+    if not a.binary and not a.url:
+        ap.error("give the paraminit binary or --url")
     seeds = a.seeds or (3 if a.quick else 8)
     todo = [c for c in cases(a.quick) if not a.only or a.only in c[1] or a.only == c[0]]
     bad = 0
     for mt, cls_name, kw, base in todo:
         tag = {k: v for k, v in kw.items() if k not in base or base[k] != v}
         try:
-            fails = run(a.binary, mt, cls_name, kw, seeds, a.verbose)
+            fails = run(a.binary, a.url, mt, cls_name, kw, seeds, a.verbose)
         except Exception as e:  # a transformers error is a failed case, not a crash
             fails = [f"{type(e).__name__}: {e}"]
         status = "ok" if not fails else "FAIL"
