@@ -55,7 +55,7 @@ def main():
             with urllib.request.urlopen(req) as r, open(f"{d}/model.safetensors", "wb") as f:
                 shutil.copyfileobj(r, f)
         arch = (config.get("architectures") or [""])[0]
-        auto = LM.get(arch, transformers.AutoModel)
+        auto = getattr(transformers, arch, None) or LM.get(arch, transformers.AutoModel)
         model, info = auto.from_pretrained(d, output_loading_info=True)
         print("loading info:", info)
         assert not info["missing_keys"], info["missing_keys"]

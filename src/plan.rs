@@ -899,16 +899,27 @@ fn hf_drafts(req: &Request, drafts: &mut Collector) -> Result<()> {
     };
     use crate::hf::HfInit;
     // The layer loop runs only once its tensor count is known to fit (closed form), so a
-    // config of a billion layers is refused before a single name is formatted.
-    let (key, layers, per_layer) = model.layer_loop();
-    drafts.reserve(layers.saturating_mul(per_layer), &join("hf_config", key))?;
+    // config of a billion layers or experts is refused before a single name is formatted.
+    let (count, key) = model.tensor_count();
+    drafts.reserve(count, &join("hf_config", key))?;
     for t in model.tensors() {
         let (spec, why) = match t.init {
             HfInit::Normal { std, why } => {
                 (named("normal").with("std", ParamValue::Float(std)), why)
             }
+            HfInit::TruncNormal { std, a, b, why } => (
+                named("truncated_normal")
+                    .with("std", ParamValue::Float(std))
+                    .with("a", ParamValue::Float(a))
+                    .with("b", ParamValue::Float(b)),
+                why,
+            ),
             HfInit::Zeros { why } => (named("zeros"), why),
             HfInit::Ones { why } => (named("ones"), why),
+            HfInit::Constant { value, why } => (
+                named("constant").with("value", ParamValue::Float(value)),
+                why,
+            ),
         };
         let ctx = TensorCtx {
             framework: Framework::PyTorch,
@@ -948,6 +959,19 @@ fn apply_recipe(req: &Request, drafts: &mut [Draft]) -> Result<()> {
     let Some(rc) = &req.recipe else {
         return Ok(());
     };
+    if let Some(hf) = &req.hf {
+        let t = hf.arch.model_type();
+        if !recipe::HF_RECIPE_MODEL_TYPES.contains(&t) {
+            return Err(SpecError::new(
+                ErrorCode::UnsupportedLayerType,
+                "recipe",
+                format!(
+                    "recipes are defined for the hf_config model types {}; `{t}` is not one of them",
+                    recipe::HF_RECIPE_MODEL_TYPES.join(", ")
+                ),
+            ));
+        }
+    }
     let dims = recipe::model_dims(req);
     // Weight layers of a stack, in order: a layer's ordinal is its depth for the recipe.
     let weight_layers: Vec<usize> = req

@@ -401,6 +401,23 @@ pub fn model_dims(req: &Request) -> ModelDims {
     }
 }
 
+/// The `model_type`s whose tensor names [`hf_role`] knows (Llama-style `q_proj … down_proj`,
+/// GPT-2's `c_attn`/`c_proj`, BERT's `attention.self.*`). Other families (packed or expert
+/// projections under other names: GPT-NeoX, Phi-3, Mixtral, the MoE Qwens, T5, ViT, …) are
+/// refused rather than given a recipe whose roles would be guessed.
+pub const HF_RECIPE_MODEL_TYPES: &[&str] = &[
+    "llama",
+    "mistral",
+    "qwen2",
+    "qwen3",
+    "gemma",
+    "gemma2",
+    "gemma3_text",
+    "olmo2",
+    "gpt2",
+    "bert",
+];
+
 /// The block index in an HF tensor name: `….layers.3.…`, `h.3.`, `layer.3.`.
 pub fn hf_layer(name: &str) -> Option<u64> {
     let parts: Vec<&str> = name.split('.').collect();

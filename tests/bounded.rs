@@ -107,34 +107,6 @@ fn limits_are_charged_as_tensors_are_produced() {
 }
 
 #[test]
-fn hf_layer_loop_minimum_matches_the_families() {
-    // layer_loop's per-layer minimum must never exceed what a layer really writes (else a
-    // valid config near the limit would be refused); with every optional bias off it is exact.
-    for cfg in [
-        json!({"architectures": ["LlamaModel"], "hidden_size": 8, "intermediate_size": 8, "num_attention_heads": 2, "vocab_size": 10}),
-        json!({"architectures": ["MistralForCausalLM"], "hidden_size": 8, "intermediate_size": 8, "num_attention_heads": 2, "num_key_value_heads": 1, "vocab_size": 10}),
-        json!({"architectures": ["GPT2Model"], "n_embd": 8, "n_head": 2, "vocab_size": 10, "n_positions": 4}),
-        json!({"architectures": ["BertModel"], "hidden_size": 8, "num_attention_heads": 2, "intermediate_size": 8, "vocab_size": 10, "max_position_embeddings": 4}),
-    ] {
-        let count = |layers: u64| {
-            let mut c = cfg.clone();
-            let key = if c["architectures"][0] == "GPT2Model" {
-                "n_layer"
-            } else {
-                "num_hidden_layers"
-            };
-            c[key] = json!(layers);
-            let model = paraminit::hf::parse(&c, "hf_config").unwrap();
-            (model.tensors().len() as u64, model.layer_loop())
-        };
-        let (one, (_, l1, per_layer)) = count(1);
-        let (three, (_, l3, _)) = count(3);
-        assert_eq!((l1, l3), (1, 3));
-        assert_eq!((three - one) / 2, per_layer, "{cfg}");
-    }
-}
-
-#[test]
 fn reserved_names_are_refused_with_a_reason() {
     let r = spec::parse(
         &json!({"seed": 1, "tensors": [{"name": "__metadata__", "shape": [2], "init": "zeros"}]}),

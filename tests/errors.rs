@@ -104,7 +104,7 @@ fn each_error_class_has_its_code_and_path() {
             Some("layers[0].proj_size"),
         ),
         (
-            "{\"seed\": 1, \"hf_config\": {\"architectures\": [\"T5Model\"]}}",
+            "{\"seed\": 1, \"hf_config\": {\"architectures\": [\"BartModel\"]}}",
             UnsupportedLayerType,
             Some("hf_config.architectures[0]"),
         ),

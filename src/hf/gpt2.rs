@@ -1,4 +1,6 @@
-//! GPT-2 (`GPT2LMHeadModel`, `GPT2Model`; `modeling_gpt2.py`). `GPT2PreTrainedModel._init_weights`
+//! GPT-2 (`GPT2Model`, `GPT2LMHeadModel`, `GPT2ForSequenceClassification` (`score`, no bias),
+//! `GPT2ForTokenClassification` (`classifier`), `GPT2ForQuestionAnswering` (`qa_outputs`, 2
+//! wide); `modeling_gpt2.py`; the heads are nn.Linear ~ N(0, σ), bias 0). `GPT2PreTrainedModel._init_weights`
 //! (children first, then the parent, so the parent's rule wins): Conv1D weights (`[in, out]`)
 //! ~ N(0, initializer_range), except `attn.c_proj.weight` and `mlp.c_proj.weight` ~
 //! N(0, initializer_range/√(2·n_layer)); `wte`/`wpe` ~ N(0, σ); biases 0; LayerNorm 1 and 0.
@@ -6,7 +8,10 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{Arch, BIAS, Cfg, EMBED, HfInit, HfTensor, NORM_B, NORM_W, generic_std, normal, t};
+use super::{
+    Arch, BIAS, Cfg, EMBED, Head, HfInit, HfTensor, NORM_B, NORM_W, generic_std, linear_head,
+    normal, t,
+};
 use crate::error::Result;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -66,14 +71,28 @@ impl Gpt2Config {
         m.insert("initializer_range".into(), json!(self.initializer_range));
     }
 
-    pub(super) fn tensors(&self, arch: Arch) -> Vec<HfTensor> {
+    /// `tensors(arch, _).len()` in closed form.
+    pub(super) fn tensor_count(&self, arch: Arch) -> u64 {
+        4u64.saturating_add(self.n_layer.saturating_mul(12))
+            .saturating_add(super::head_count(
+                arch.head,
+                !self.tie_word_embeddings,
+                false,
+            ))
+    }
+
+    pub(super) fn tensors(&self, arch: Arch, num_labels: u64) -> Vec<HfTensor> {
         // Conv1D and c_proj read config.initializer_range as is (null → the 0.02 default);
         // embeddings and LayerNorm go through the generic rule (0 or null → 0.02).
         let raw = self.initializer_range.unwrap_or(0.02);
         let std = generic_std(self.initializer_range);
         let proj_std = raw / libm::sqrt(2.0 * self.n_layer as f64);
-        let head = arch == Arch::GPT2LMHeadModel;
-        let p = if head { "transformer." } else { "" };
+        let head = arch.head == Head::CausalLm;
+        let p = if arch.head == Head::Base {
+            ""
+        } else {
+            "transformer."
+        };
         let (e, inner) = (self.n_embd, self.n_inner);
         let zero = HfInit::Zeros { why: BIAS };
         let one = HfInit::Ones { why: NORM_W };
@@ -129,6 +148,12 @@ impl Gpt2Config {
                 vec![self.vocab_size, e],
                 normal(std, super::LINEAR),
             ));
+        }
+        match arch.head {
+            Head::SeqCls => linear_head(&mut out, "score", num_labels, e, std, false),
+            Head::TokenCls => linear_head(&mut out, "classifier", num_labels, e, std, true),
+            Head::Qa => linear_head(&mut out, "qa_outputs", 2, e, std, true),
+            _ => {}
         }
         out
     }

@@ -182,6 +182,24 @@ pub fn seed_json(seed: u64) -> Value {
     }
 }
 
+/// A body that is itself a Hugging Face config (`model_type` or `architectures` at the top,
+/// no `seed`): a 422 that shows the wrapped form instead of a bare "seed is required".
+fn bare_hf_config(value: &Value) -> Result<()> {
+    let Value::Object(m) = value else {
+        return Ok(());
+    };
+    if m.contains_key("seed") || !(m.contains_key("model_type") || m.contains_key("architectures"))
+    {
+        return Ok(());
+    }
+    Err(SpecError::new(
+        ErrorCode::MissingField,
+        "seed",
+        "this body looks like a Hugging Face config.json; wrap it as \
+         {\"seed\": 0, \"hf_config\": { ...config.json... }} (optionally with \"dtype\")",
+    ))
+}
+
 /// Parses and validates a request body.
 pub fn parse_bytes(body: &[u8]) -> Result<Request> {
     let value: Value = serde_json::from_slice(body).map_err(|e| {
@@ -196,6 +214,7 @@ pub fn parse_bytes(body: &[u8]) -> Result<Request> {
 
 pub fn parse(value: &Value) -> Result<Request> {
     let root = Obj::new(value, "")?;
+    bare_hf_config(value)?;
     let (seed_v, seed_path) = root.require_any(&["seed"], "")?;
     let seed = parse_seed(seed_v, &seed_path)?;
     let framework = match root.str_any(&["framework"])? {
@@ -203,8 +222,8 @@ pub fn parse(value: &Value) -> Result<Request> {
         None => Framework::PyTorch,
     };
     let dtype = match root.get_any(&["dtype"])? {
-        Some((v, p)) => DType::parse(v, &p)?,
-        None => DType::F32,
+        Some((v, p)) => Some(DType::parse(v, &p)?),
+        None => None,
     };
     let hf = match root.get_any(&["hf_config"])? {
         Some((v, p)) => {
@@ -274,6 +293,11 @@ pub fn parse(value: &Value) -> Result<Request> {
             "`hf_config` describes the whole model; give either `hf_config` or `layers`",
         ));
     }
+    // The request's dtype wins; else a Hugging Face config's own `dtype`/`torch_dtype` (what
+    // `save_pretrained` would write); else float32.
+    let dtype = dtype
+        .or_else(|| hf.as_ref().and_then(|m| m.dtype))
+        .unwrap_or(DType::F32);
     Ok(Request {
         seed,
         framework,
