@@ -1,15 +1,19 @@
-"""An independent reimplementation of `paraminit-v1`, written from docs/determinism.md alone.
+"""An independent reimplementation of `paraminit-v1`, written against docs/determinism.md.
 
 It covers a representative subset of the contract: the key expansion, ChaCha8, stream ids,
 the uniform / normal / truncated-normal kernels (with ln, sincos_2pi and erfinv_factor in f32),
 the plan-time exp / erfc in f64, fan rules, the plain, variance-scaling, kaiming and xavier
-initializers, `auto`, the dense / conv / embedding / norm layers under every framework (names,
-layouts, defaults), raw tensors, the canonical request, the safetensors file and the JSON
-response body. Anything outside the subset raises `Unsupported`.
+initializers, `auto`, identity / dirac / sparse, the dense / conv / embedding / norm /
+recurrent / attention layers under every framework (names, stream roles, layouts, defaults),
+raw tensors, `only` and `shard`, the canonical request, the safetensors file (header and
+`paraminit.slices` included) and the JSON response body. Not covered: the orthogonal QR and
+delta_orthogonal (they need an exact fused multiply-add, which Python 3.11 lacks), and
+`hf_config`; anything outside the subset raises `Unsupported`.
 
-Only numpy (and the standard library's hashlib/struct/json) is used. Nothing here reads the
-Rust sources: where this file needed something the document did not say, the document was
-fixed.
+Only numpy (and the standard library's hashlib/struct/json/re) is used, and nothing here reads
+the Rust sources: every rule is the document's, and where the document was not enough it was
+fixed. (Caveat: the author had read the sources before; a reimplementation by someone who
+never saw them would be a stronger check.)
 """
 
 from __future__ import annotations
@@ -300,7 +304,7 @@ class Uniform:
         if not (np.isfinite(self.low32) and np.isfinite(self.scale32)):
             raise Unsupported("non-finite uniform constants")
 
-    def values(self, seed, stream, n):
+    def values(self, seed, stream, n, logical=None):
         w = words(seed, stream, 0, n)
         high = self.low32 + self.scale32
         x = self.low32 + self.scale32 * u24(w)
@@ -315,7 +319,7 @@ class Normal:
     def __init__(self, mean: float, std: float):
         self.mean32, self.std32 = F32(mean), F32(std)
 
-    def values(self, seed, stream, n):
+    def values(self, seed, stream, n, logical=None):
         pairs = (n + 1) // 2
         w = words(seed, stream, 0, 2 * pairs).reshape(pairs, 2)
         w0, w1 = w[:, 0], w[:, 1]
@@ -343,7 +347,7 @@ class Truncated:
         self.lo32, self.width32 = F32(lo), F32(hi - lo)
         self.mean32, self.std32, self.a32, self.b32 = F32(mean), F32(std), F32(a), F32(b)
 
-    def values(self, seed, stream, n):
+    def values(self, seed, stream, n, logical=None):
         w = words(seed, stream, 0, n)
         v = (((w >> U32(9)) << U32(1)) | U32(1)).astype(np.float32) * TWO_POW_M24
         u = self.lo32 + self.width32 * v
@@ -368,11 +372,67 @@ class Constant:
     def __init__(self, v):
         self.v32 = F32(v)
 
-    def values(self, seed, stream, n):
+    def values(self, seed, stream, n, logical=None):
         return np.full(n, self.v32, dtype=np.float32)
 
     def max_abs(self):
         return abs(float(self.v32))
+
+
+class Eye:
+    def __init__(self, gain):
+        self.gain32 = F32(gain)
+
+    def values(self, seed, stream, n, logical=None):
+        r, c = logical
+        out = np.zeros((r, c), dtype=np.float32)
+        for i in range(min(r, c)):
+            out[i, i] = self.gain32
+        return out.reshape(-1)
+
+    def max_abs(self):
+        return abs(float(self.gain32))
+
+
+class Dirac:
+    def __init__(self, groups):
+        self.groups = groups
+
+    def values(self, seed, stream, n, logical=None):
+        out_c, in_c, *k = logical
+        g = out_c // self.groups
+        m = min(g, in_c)
+        w = np.zeros(logical, dtype=np.float32)
+        centre = tuple(kd // 2 for kd in k)
+        for o in range(out_c):
+            i = o % g
+            if i < m:
+                w[(o, i, *centre)] = F32(1.0)
+        return w.reshape(-1)
+
+    def max_abs(self):
+        return 1.0
+
+
+class Sparse:
+    def __init__(self, sparsity, std):
+        self.sparsity, self.std32 = sparsity, F32(std)
+
+    def values(self, seed, stream, n, logical=None):
+        rows, cols = logical
+        w = Normal(0.0, float(self.std32)).values(seed, stream, rows * cols).reshape(rows, cols)
+        z = min(rows, math.ceil(self.sparsity * rows))
+        for c in range(cols):
+            aux = words(seed, stream, 2**64 + c * rows, z)
+            perm = list(range(rows))
+            for k in range(z):
+                j = k + ((int(aux[k]) * (rows - k)) >> 32)
+                perm[k], perm[j] = perm[j], perm[k]
+                w[perm[k], c] = F32(0.0)
+        return w.reshape(-1)
+
+    def max_abs(self):
+        return 5.8 * abs(float(self.std32))
 
 
 # --------------------------------------------------------------------------------------------
@@ -482,15 +542,22 @@ CATALOGUE = {
     "he_uniform": (["HeUniform"], []), "he_normal": (["HeNormal"], []),
     "glorot_uniform": (["GlorotUniform"], []), "glorot_normal": (["GlorotNormal"], []),
     "lecun_uniform": (["LecunUniform"], []), "lecun_normal": (["LecunNormal"], []),
+    "orthogonal": (["Orthogonal", "orthogonal_"], [("gain", ["scale"], 1.0)]),
+    "identity": (["eye", "eye_", "Identity"], [("gain", [], 1.0)]),
+    "dirac": (["dirac_"], [("groups", [], 1)]),
+    "delta_orthogonal": ([], [("scale", [], 1.0)]),
+    "sparse": (["sparse_"], [("sparsity", [], None), ("std", [], 0.01)]),
     "auto": ([], []),
 }
+STRUCTURED = {"orthogonal", "identity", "dirac", "delta_orthogonal", "sparse"}
 SEMANTICS = {
     "zeros": "all", "ones": "all", "constant": "all", "uniform": "pytorch", "normal": "pytorch",
     "truncated_normal": "pytorch", "random_uniform": "keras", "random_normal": "keras",
     "keras_truncated_normal": "keras", "jax_uniform": "jax", "jax_normal": "jax",
     "jax_truncated_normal": "jax", "variance_scaling": "keras/jax", "kaiming_uniform": "pytorch",
     "kaiming_normal": "pytorch", "xavier_uniform": "pytorch", "xavier_normal": "pytorch",
-    "auto": "paraminit",
+    "auto": "paraminit", "orthogonal": "all", "identity": "pytorch/keras", "dirac": "pytorch",
+    "delta_orthogonal": "jax", "sparse": "pytorch",
 }
 for _n in ("he_uniform", "he_normal", "glorot_uniform", "glorot_normal", "lecun_uniform", "lecun_normal"):
     SEMANTICS[_n] = "keras/jax"
@@ -520,7 +587,14 @@ def parse_init(v) -> dict:
     for p, aliases, default in ps:
         keys = [k for k in [p, *aliases] if k in given]
         val = given.pop(keys[0]) if keys else default
-        d[p] = val if isinstance(default, str) else F64(float(val))
+        if val is None:
+            raise Unsupported(f"{canon} needs {p}")
+        if isinstance(default, str):
+            d[p] = val
+        elif isinstance(default, int) and not isinstance(default, bool):
+            d[p] = int(val)
+        else:
+            d[p] = F64(float(val))
     if given:
         raise Unsupported(f"unknown parameters {given}")
     return d
@@ -667,6 +741,12 @@ def resolve(spec: dict, fw: str, shape: list[int], activation, fixed_fans=None) 
             r = _normal(spec, 0.0, std, **extra)
         r.nums["std"] = std
         return r
+    if n == "identity":
+        return Resolved(spec, Eye(p["gain"]), "identity", gain=p["gain"])
+    if n == "dirac":
+        return Resolved(spec, Dirac(p["groups"]), "dirac")
+    if n == "sparse":
+        return Resolved(spec, Sparse(p["sparsity"], p["std"]), "sparse", std=p["std"])
     if n == "auto":
         choice = auto_choice(fw, activation)
         r = resolve(choice, fw, shape, activation, fixed_fans)
@@ -730,6 +810,16 @@ def act_json(a):
     return a[0]
 
 
+KERNEL = [("kernel_initializer", ["weight_initializer"]), ("bias_initializer", [])]
+NORM = [("weight_initializer", ["gamma_initializer"]), ("bias_initializer", ["beta_initializer"])]
+REC = [("kernel_initializer", []), ("recurrent_initializer", []), ("bias_initializer", [])]
+INIT_KEYS = {"dense": KERNEL, "conv1d": KERNEL, "conv2d": KERNEL, "conv3d": KERNEL,
+             "embedding": [("embeddings_initializer", ["weight_initializer"])],
+             "layer_norm": NORM, "rms_norm": NORM[:1], "batch_norm": NORM,
+             "rnn": REC, "lstm": REC, "gru": REC,
+             "multihead_attention": [("kernel_initializer", []), ("bias_initializer", [])]}
+
+
 def parse_request(req: dict) -> dict:
     req = dict(req)
     seed = req.pop("seed")
@@ -781,6 +871,24 @@ def parse_request(req: dict) -> dict:
             out.update(type="batch_norm", num_features=nf, affine=lay.pop("affine", True),
                        track_running_stats=lay.pop("track_running_stats", True))
             prev = nf
+        elif t in ("rnn", "lstm", "gru"):
+            hidden = take(lay, "hidden_size", "units")
+            out.update(type=t, input_size=take(lay, "input_size", "input_dim", default=prev), hidden_size=hidden,
+                       num_layers=lay.pop("num_layers", 1), bidirectional=lay.pop("bidirectional", False),
+                       bias=take(lay, "bias", "use_bias", default=True))
+            if t == "lstm":
+                out["proj_size"] = lay.pop("proj_size", 0)
+                if "unit_forget_bias" in lay:
+                    out["unit_forget_bias"] = lay.pop("unit_forget_bias")
+            if t == "gru" and "reset_after" in lay:
+                out["reset_after"] = lay.pop("reset_after")
+            prev = (out.get("proj_size") or hidden) * (2 if out["bidirectional"] else 1)
+        elif t == "multihead_attention":
+            e = lay.pop("embed_dim", prev)
+            out.update(type=t, embed_dim=e, num_heads=lay.pop("num_heads"), kdim=lay.pop("kdim", e),
+                       vdim=lay.pop("vdim", e), bias=take(lay, "bias", "use_bias", default=True),
+                       add_bias_kv=lay.pop("add_bias_kv", False))
+            prev = e
         elif t == "dropout":
             out.update(type="dropout", p=F64(float(take(lay, "p", "rate", default=0.5))))
         elif t in ACTIVATIONS:
@@ -793,17 +901,8 @@ def parse_request(req: dict) -> dict:
                 raise Unsupported("standalone linear activation (known canonical defect)")
         else:
             raise Unsupported(f"layer type {t}")
-        for key, aliases in (("kernel_initializer", ("weight_initializer",)),
-                             ("bias_initializer", ("beta_initializer",)),
-                             ("embeddings_initializer", ("weight_initializer",)),
-                             ("weight_initializer", ("gamma_initializer",))):
-            if out["type"] == "embedding" and key != "embeddings_initializer":
-                continue
-            if out["type"] in ("layer_norm", "rms_norm", "batch_norm") and key not in ("weight_initializer", "bias_initializer"):
-                continue
-            if out["type"] in ("dense", "conv1d", "conv2d", "conv3d") and key not in ("kernel_initializer", "bias_initializer"):
-                continue
-            v = take(lay, key, *[a for a in aliases if a in lay])
+        for key, aliases in INIT_KEYS.get(out["type"], []):
+            v = take(lay, key, *aliases)
             if v is not None:
                 out[key] = parse_init(v)
         if "activation" in lay:
@@ -823,9 +922,16 @@ def parse_request(req: dict) -> dict:
         if t:
             raise Unsupported(f"tensor fields {sorted(t)}")
         tensors.append(d)
+    only = req.pop("only", None)
+    shard = req.pop("shard", None)
+    if shard is not None:
+        shard = dict(shard)
+        shard = {"rank": shard.pop("rank"), "world_size": shard.pop("world_size"),
+                 "dim": shard.pop("dim", 0), "dims": dict(shard.pop("dims", {}))}
     if req:
         raise Unsupported(f"request fields {sorted(req)}")
-    return {"seed": seed, "framework": fw, "dtype": dtype, "layers": layers, "tensors": tensors}
+    return {"seed": seed, "framework": fw, "dtype": dtype, "layers": layers, "tensors": tensors,
+            "only": only, "shard": shard}
 
 
 def canonical(r: dict) -> str:
@@ -840,13 +946,19 @@ def canonical(r: dict) -> str:
     seed = r["seed"]
     doc = {"seed": str(seed) if seed > 2**53 else seed, "framework": r["framework"],
            "dtype": r["dtype"], "layers": layers, "tensors": r["tensors"]}
+    if r.get("only") is not None:
+        doc["only"] = r["only"]
+    if r.get("shard") is not None:
+        doc["shard"] = r["shard"]
     return dumps(doc)
 
 
-KERAS_BASE = {"dense": "dense", "conv1d": "conv1d", "conv2d": "conv2d", "conv3d": "conv3d",
+KERAS_BASE = {"rnn": "simple_rnn", "lstm": "lstm", "gru": "gru", "multihead_attention": "multi_head_attention",
+              "dense": "dense", "conv1d": "conv1d", "conv2d": "conv2d", "conv3d": "conv3d",
               "embedding": "embedding", "layer_norm": "layer_normalization",
               "rms_norm": "rms_normalization", "batch_norm": "batch_normalization"}
-FLAX_BASE = {"dense": "Dense", "conv1d": "Conv", "conv2d": "Conv", "conv3d": "Conv",
+FLAX_BASE = {"rnn": "SimpleCell", "lstm": "LSTMCell", "gru": "GRUCell",
+             "multihead_attention": "MultiHeadDotProductAttention", "dense": "Dense", "conv1d": "Conv", "conv2d": "Conv", "conv3d": "Conv",
              "embedding": "Embed", "layer_norm": "LayerNorm", "rms_norm": "RMSNorm",
              "batch_norm": "BatchNorm"}
 # role -> (pytorch, keras, flax, flax collection)
@@ -869,16 +981,191 @@ class Tensor:
         self.name, self.dtype, self.logical, self.perm = name, dtype, logical, perm
         self.shape = [logical[a] for a in perm] if perm else list(logical)
         self.identity, self.resolved, self.zero_row = identity, resolved, zero_row
+        self.const_range = None  # (start, end, value): Keras unit_forget_bias
+        self.slice = None  # (dim, start, full_shape) when sharded
 
     def values(self, seed: int) -> np.ndarray:
         n = int(np.prod(self.logical, dtype=np.int64)) if self.logical else 1
-        v = self.resolved.source.values(seed, stream_id(self.identity), n)
+        v = self.resolved.source.values(seed, stream_id(self.identity), n, self.logical)
+        if self.const_range is not None:
+            a, b, x = self.const_range
+            v[a:b] = F32(x)
         if self.zero_row is not None:
             row = int(np.prod(self.logical[1:], dtype=np.int64))
             v[self.zero_row * row : (self.zero_row + 1) * row] = F32(0.0)
+        full_shape = [self.logical[a] for a in self.perm] if self.perm else list(self.logical)
         if self.perm:
             v = v.reshape(self.logical).transpose(self.perm).reshape(-1)
-        return v
+        if self.slice is not None:
+            d, start, _ = self.slice
+            v = np.take(v.reshape(full_shape), range(start, start + self.shape[d]), axis=d).reshape(-1)
+        return np.ascontiguousarray(v, dtype=np.float32)
+
+    def slice_json(self):
+        d, start, full = self.slice
+        return {"dim": d, "full_shape": full, "length": self.shape[d], "start": start}
+
+
+def glob_regex(p: str):
+    """The glob subset `only`/`shard` use: `*`, `?` (any character, `.` and `/` included),
+    `[…]`, `{a,b}` and `\\` escapes."""
+    out, i = [], 0
+    while i < len(p):
+        ch = p[i]
+        if ch == "*":
+            out.append(".*")
+        elif ch == "?":
+            out.append(".")
+        elif ch == "\\":
+            i += 1
+            out.append(re.escape(p[i]))
+        elif ch == "[":
+            j = p.index("]", i + 1)
+            out.append("[" + p[i + 1 : j].replace("!", "^", 1) + "]")
+            i = j
+        elif ch == "{":
+            j = p.index("}", i)
+            out.append("(?:" + "|".join(re.escape(a) for a in p[i + 1 : j].split(",")) + ")")
+            i = j
+        else:
+            out.append(re.escape(ch))
+        i += 1
+    return re.compile("".join(out), re.S)
+
+
+def shard(sh: dict, tensors: list) -> None:
+    """`shard`: the most specific matching `dims` pattern (a literal beats a glob, then the
+    longer, then the first in byte order) gives the axis, else `dim`; `numpy.array_split`."""
+    literal = lambda p: not any(c in p for c in "*?[{\\")
+    for t in tensors:
+        matches = [p for p in sh["dims"] if glob_regex(p).fullmatch(t.name)]
+        if matches:
+            kind = any(literal(p) for p in matches)
+            same = [p for p in matches if literal(p) == kind]
+            best = max(len(p) for p in same)
+            axis = sh["dims"][sorted(p for p in same if len(p) == best)[0]]
+        else:
+            axis = sh["dim"]
+        if axis is None or not t.shape:
+            continue
+        a = axis + len(t.shape) if axis < 0 else axis
+        size, n, r = t.shape[a], sh["world_size"], sh["rank"]
+        base, rem = divmod(size, n)
+        start, length = r * base + min(r, rem), base + (1 if r < rem else 0)
+        full = list(t.shape)
+        t.shape = list(t.shape)
+        t.shape[a] = length
+        t.slice = (a, start, full)
+
+
+def recurrent(l, fw, prefix, put, nxt, out):
+    t, H = l["type"], l["hidden_size"]
+    G = {"rnn": 1, "lstm": 4, "gru": 3}[t]
+    dirs = 2 if l["bidirectional"] else 1
+    L = l["num_layers"]
+    k_init, r_init, b_init = l.get("kernel_initializer"), l.get("recurrent_initializer"), l.get("bias_initializer")
+    if fw == "pytorch":
+        P = l.get("proj_size", 0) or H
+        bound = 1.0 / math.sqrt(H)
+        default = init_named("uniform", low=-bound, high=bound)
+        for k in range(L):
+            for d in range(dirs):
+                sfx = f"_l{k}" + ("_reverse" if d else "")
+                inp = l["input_size"] if k == 0 else P * dirs
+                items = [(f"weight_ih{sfx}", [G * H, inp], k_init, False), (f"weight_hh{sfx}", [G * H, P], r_init, False)]
+                if l["bias"]:
+                    items += [(f"bias_ih{sfx}", [G * H], b_init, True), (f"bias_hh{sfx}", [G * H], b_init, True)]
+                if l.get("proj_size", 0):
+                    items.append((f"weight_hr{sfx}", [P, H], r_init, False))
+                for n, logical, req, is_bias in items:
+                    put(prefix, n, n, logical, None, req, default, is_bias=is_bias)
+        return
+    keras_cls = KERAS_BASE[t]
+    flax_cls = FLAX_BASE[t]
+    named = l.get("name") is not None
+    user = lambda i: prefix if i == 0 else f"{prefix}_{i}"
+    if L > 1 or dirs > 1:
+        names = []
+        for k in range(L):
+            if fw == "keras":
+                if dirs == 2:
+                    wrapper = user(k) if named else nxt("bidirectional")
+                    inner = prefix if (k == 0 and not named) else nxt(keras_cls)
+                    names += [f"{wrapper}/forward_{inner}", f"{wrapper}/backward_{inner}"]
+                else:
+                    names.append(prefix if k == 0 else (user(k) if named else nxt(keras_cls)))
+            else:
+                for d in range(dirs):
+                    i = k * dirs + d
+                    names.append(prefix if i == 0 else (user(i) if named else nxt(flax_cls)))
+    else:
+        names = [prefix]
+    for k in range(L):
+        for d in range(dirs):
+            S = names[k * dirs + d]
+            inp = l["input_size"] if k == 0 else H * dirs
+            rev = "_reverse" if d else ""
+            sfx = "" if (k == 0 and d == 0) else f"_l{k}{rev}"
+            tsfx = f"_l{k}{rev}"
+            if fw == "keras":
+                cell = keras_cls + "_cell"
+                gru = t == "gru"
+                put(S, f"{cell}/kernel", f"kernel{sfx}" if gru else f"weight_ih{tsfx}", [G * H, inp], [1, 0],
+                    k_init, init_named("glorot_uniform"))
+                put(S, f"{cell}/recurrent_kernel", f"recurrent_kernel{sfx}" if gru else f"weight_hh{tsfx}",
+                    [G * H, H], [1, 0], r_init, init_named("orthogonal"))
+                if l["bias"]:
+                    logical = [2, G * H] if gru and l.get("reset_after", True) else [G * H]
+                    put(S, f"{cell}/bias", f"bias{sfx}", logical, None, b_init, init_named("zeros"), is_bias=True)
+                    if t == "lstm" and l.get("unit_forget_bias", True):
+                        out[-1].const_range = (H, 2 * H, 1.0)
+            else:
+                gates = {"lstm": [("ii", 1, 0), ("if", 1, 0), ("ig", 1, 0), ("io", 1, 0),
+                                  ("hi", 0, 1), ("hf", 0, 1), ("hg", 0, 1), ("ho", 0, 1)],
+                         "gru": [("ir", 1, 1), ("iz", 1, 1), ("in", 1, 1), ("hr", 0, 0), ("hz", 0, 0), ("hn", 0, 1)],
+                         "rnn": [("i", 1, 1), ("h", 0, 0)]}[t]
+                for g, is_input, has_bias in gates:
+                    if is_input:
+                        put(S, f"{g}/kernel", f"{g}/kernel{sfx}", [H, inp], [1, 0], k_init, init_named("lecun_normal"))
+                    else:
+                        put(S, f"{g}/kernel", f"{g}/kernel{sfx}", [H, H], [1, 0], r_init, init_named("orthogonal"))
+                    if has_bias:
+                        put(S, f"{g}/bias", f"{g}/bias{sfx}", [H], None, b_init, init_named("zeros"), is_bias=True)
+
+
+def attention(l, fw, prefix, put, weight_default):
+    E, h = l["embed_dim"], l["num_heads"]
+    k_init, b_init = l.get("kernel_initializer"), l.get("bias_initializer")
+    if fw == "pytorch":
+        xav = init_named("xavier_uniform")
+        items = []
+        if l["kdim"] == E and l["vdim"] == E:
+            items.append(("in_proj_weight", [3 * E, E], xav, False))
+        else:
+            items += [("q_proj_weight", [E, E], xav, False), ("k_proj_weight", [E, l["kdim"]], xav, False),
+                      ("v_proj_weight", [E, l["vdim"]], xav, False)]
+        if l["bias"]:
+            items.append(("in_proj_bias", [3 * E], init_named("zeros"), True))
+        items.append(("out_proj.weight", [E, E], weight_default(), False))
+        if l["bias"]:
+            items.append(("out_proj.bias", [E], init_named("zeros"), True))
+        for n, logical, default, is_bias in items:
+            put(prefix, n, n, logical, None, b_init if is_bias else k_init, default, is_bias=is_bias)
+        if l["add_bias_kv"]:
+            for n in ("bias_k", "bias_v"):
+                put(prefix, n, n, [1, 1, E], None, None, init_named("xavier_normal"))
+        return
+    d = E // h
+    default = init_named("glorot_uniform" if fw == "keras" else "lecun_normal")
+    zeros = init_named("zeros")
+    for n, inp in (("query", E), ("key", l["kdim"]), ("value", l["vdim"])):
+        put(prefix, f"{n}/kernel", f"{n}/kernel", [inp, h, d], None, k_init, default, (float(inp), float(h * d)))
+        if l["bias"]:
+            put(prefix, f"{n}/bias", f"{n}/bias", [h, d], None, b_init, zeros, (float(h * d), float(h * d)), True)
+    o = "attention_output" if fw == "keras" else "out"
+    put(prefix, f"{o}/kernel", "output/kernel", [h, d, E], None, k_init, default, (float(h * d), float(E)))
+    if l["bias"]:
+        put(prefix, f"{o}/bias", "output/bias", [E], None, b_init, zeros, None, True)
 
 
 def activation_for(layers, i):
@@ -936,6 +1223,30 @@ def plan(r: dict) -> list[Tensor]:
             b = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
             return init_named("uniform", low=-b, high=b)
 
+        def put(pfx, tail, role, logical, perm, requested, default, fixed_fans=None, is_bias=False):
+            shape = [logical[a] for a in perm] if perm else list(logical)
+            if requested is not None and requested["name"] == "auto" and is_bias:
+                spec = init_named("zeros")
+            elif requested is not None:
+                spec = requested
+            else:
+                spec = default
+            res = resolve(spec, fw, shape, act, fixed_fans)
+            name = {"pytorch": f"{pfx}.{tail}", "keras": f"{pfx}/{tail}", "flax": f"params/{pfx}/{tail}"}[fw]
+            out.append(Tensor(name, dtype, logical, perm, f"layer/{layer_id}/{role}", res))
+
+        def nxt(base):
+            c = counts.get(base, 0)
+            counts[base] = c + 1
+            return (base if c == 0 else f"{base}_{c}") if fw == "keras" else f"{base}_{c}"
+
+        if t in ("rnn", "lstm", "gru"):
+            recurrent(l, fw, prefix, put, nxt, out)
+            continue
+        if t == "multihead_attention":
+            attention(l, fw, prefix, put, weight_default)
+            continue
+
         if t == "dense":
             perm = None if fw == "pytorch" else [1, 0]
             add("weight", [l["out_features"], l["in_features"]], perm, l.get("kernel_initializer"), weight_default())
@@ -982,11 +1293,21 @@ def plan(r: dict) -> list[Tensor]:
             else:
                 fi, fo = fans(fw, t["shape"])
                 ff = (float(t.get("fan_in", fi)), float(t.get("fan_out", fo)))
-        res = resolve(t["init"], fw, t["shape"], None, ff)
-        out.append(Tensor(t["name"], t.get("dtype", r["dtype"]), t["shape"], None, f"tensor/{t['name']}", res))
+        shape, logical, perm = t["shape"], t["shape"], None
+        if t["init"]["name"] in STRUCTURED and fw != "pytorch" and len(shape) >= 2:
+            n = len(shape)
+            logical = [shape[n - 1], shape[n - 2], *shape[: n - 2]]
+            perm = [*range(2, n), 1, 0]
+        res = resolve(t["init"], fw, shape, None, ff)
+        out.append(Tensor(t["name"], t.get("dtype", r["dtype"]), logical, perm, f"tensor/{t['name']}", res))
     names = [t.name for t in out]
     if len(set(names)) != len(names):
         raise Unsupported("duplicate names")
+    if r.get("only") is not None:
+        pats = [glob_regex(p) for p in r["only"]]
+        out = [t for t in out if any(p.fullmatch(t.name) for p in pats)]
+    if r.get("shard") is not None:
+        shard(r["shard"], out)
     for t in out:
         m = t.resolved.source.max_abs()
         limit = 65504.0 if t.dtype == "float16" else float(np.finfo(np.float32).max) * (1.0 - 1e-7)
@@ -1029,6 +1350,9 @@ def safetensors_file(req: dict, version: str) -> bytes:
     tensors = plan(r)
     meta = {"format": "pt", "paraminit.algorithm": "paraminit-v1", "paraminit.framework": r["framework"],
             "paraminit.request": canonical(r), "paraminit.seed": str(r["seed"]), "paraminit.version": version}
+    slices = {t.name: t.slice_json() for t in tensors if t.slice is not None}
+    if slices:
+        meta["paraminit.slices"] = dumps(slices)
     h = "{" + json_str("__metadata__") + ":{" + ",".join(json_str(k) + ":" + json_str(meta[k]) for k in sorted(meta)) + "}"
     data, off = [], 0
     for t in tensors:
@@ -1106,6 +1430,7 @@ def json_body(req: dict, version: str) -> bytes:
             nums = [str(int(x)) for x in v]
         parts.append(("," if i else "") + "\n" + '{"name":' + json_str(t.name) + ',"dtype":' + json_str(t.dtype) +
                      ',"shape":[' + ",".join(map(str, t.shape)) + '],"init":' + t.resolved.info_json() +
+                     (',"slice":' + dumps(t.slice_json()) if t.slice is not None else "") +
                      ',"data":[' + ",".join(nums) + "]}")
     parts.append("\n]}\n")
     return "".join(parts).encode("utf-8")
