@@ -741,6 +741,10 @@ def resolve(spec: dict, fw: str, shape: list[int], activation, fixed_fans=None) 
             r = _normal(spec, 0.0, std, **extra)
         r.nums["std"] = std
         return r
+    if n == "orthogonal":
+        return Resolved(spec, Orthogonal(p["gain"]), "orthogonal", gain=p["gain"])
+    if n == "delta_orthogonal":
+        return Resolved(spec, DeltaOrthogonal(p["scale"]), "delta_orthogonal", gain=p["scale"])
     if n == "identity":
         return Resolved(spec, Eye(p["gain"]), "identity", gain=p["gain"])
     if n == "dirac":
@@ -1316,6 +1320,169 @@ def plan(r: dict) -> list[Tensor]:
     rank = {"int64": 20, "float64": 19, "float32": 17, "bfloat16": 14, "float16": 13}
     out.sort(key=lambda t: (-rank[t.dtype], t.name.encode("utf-8")))
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# Orthogonal: the blocked Householder QR exactly as the document orders it (f64, exact fma)
+
+from fractions import Fraction  # noqa: E402
+
+
+def fma(x: float, y: float, z: float) -> float:
+    """IEEE fusedMultiplyAdd: x·y + z rounded once (float(Fraction) rounds correctly)."""
+    if x == 0.0 or y == 0.0:
+        return z + 0.0 * 0.0 if z != 0.0 else 0.0 + z  # x·y is ±0: the sum is z (±0 + +0 = +0)
+    return float(Fraction(x) * Fraction(y) + Fraction(z))
+
+
+QR_B = 64
+
+
+def householder_q(M: list[list[float]], m: int, n: int) -> list[list[float]]:
+    """Thin Q (m × n) of M (m ≥ n), with R's diagonal made positive."""
+    M = [row[:] for row in M]
+    panels = []  # (j0, w, V, T)
+    alphas = [0.0] * n
+    for j0 in range(0, n, QR_B):
+        w = min(QR_B, n - j0)
+        rows = m - j0
+        P = [[M[j0 + r][j0 + a] for a in range(w)] for r in range(rows)]
+        betas = [0.0] * w
+        for k in range(w):
+            acc = 0.0
+            for r in range(k, rows):
+                acc = acc + P[r][k] * P[r][k]
+            norm = math.sqrt(acc)
+            alpha = -norm if P[k][k] >= 0 else norm
+            alphas[j0 + k] = alpha
+            P[k][k] = P[k][k] - alpha
+            vn2 = 0.0
+            for r in range(k, rows):
+                vn2 = vn2 + P[r][k] * P[r][k]
+            if vn2 == 0.0:
+                betas[k] = 0.0
+                continue
+            beta = 2.0 / vn2
+            betas[k] = beta
+            for j in range(k + 1, w):
+                acc = 0.0
+                for r in range(k, rows):
+                    acc = acc + P[r][k] * P[r][j]
+                s_j = beta * acc
+                for r in range(k, rows):
+                    P[r][j] = P[r][j] - s_j * P[r][k]
+        V = [[P[r][a] if r >= a else 0.0 for a in range(w)] for r in range(rows)]
+        G = [[0.0] * w for _ in range(w)]
+        for a in range(w):
+            for b in range(w):
+                acc = 0.0
+                for r in range(rows):
+                    acc = acc + V[r][a] * V[r][b]
+                G[a][b] = acc
+        T = [[0.0] * w for _ in range(w)]
+        for i in range(w):
+            T[i][i] = betas[i]
+            for a in range(i):
+                acc = 0.0
+                for b in range(a, i):
+                    acc = acc + T[a][b] * G[b][i]
+                T[a][i] = -betas[i] * acc
+        # the panel's own columns of M are not needed again; write R's part back for clarity
+        cols = list(range(j0 + w, n))
+        if cols:
+            C = [[M[j0 + r][j] for j in cols] for r in range(rows)]
+            W1 = [[0.0] * len(cols) for _ in range(w)]
+            for a in range(w):
+                for jj in range(len(cols)):
+                    acc = 0.0
+                    for r in range(rows):
+                        acc = fma(V[r][a], C[r][jj], acc)
+                    W1[a][jj] = acc
+            W2 = [[0.0] * len(cols) for _ in range(w)]
+            for a in range(w):
+                for jj in range(len(cols)):
+                    acc = 0.0
+                    for b in range(0, a + 1):
+                        acc = acc + T[b][a] * W1[b][jj]
+                    W2[a][jj] = acc
+            for r in range(rows):
+                for jj, j in enumerate(cols):
+                    acc = 0.0
+                    for a in range(w):
+                        acc = fma(V[r][a], W2[a][jj], acc)
+                    M[j0 + r][j] = C[r][jj] - acc
+        panels.append((j0, w, V, T))
+    Q = [[1.0 if i == j else 0.0 for j in range(n)] for i in range(m)]
+    for j0, w, V, T in reversed(panels):
+        rows = m - j0
+        cols = list(range(j0, n))
+        D = [[Q[j0 + r][j] for j in cols] for r in range(rows)]
+        W1 = [[0.0] * len(cols) for _ in range(w)]
+        for a in range(w):
+            for jj in range(len(cols)):
+                acc = 0.0
+                for r in range(rows):
+                    acc = fma(V[r][a], D[r][jj], acc)
+                W1[a][jj] = acc
+        W2 = [[0.0] * len(cols) for _ in range(w)]
+        for a in range(w):
+            for jj in range(len(cols)):
+                acc = 0.0
+                for b in range(a, w):
+                    acc = acc + T[a][b] * W1[b][jj]
+                W2[a][jj] = acc
+        for r in range(rows):
+            for jj, j in enumerate(cols):
+                acc = 0.0
+                for a in range(w):
+                    acc = fma(V[r][a], W2[a][jj], acc)
+                Q[j0 + r][j] = D[r][jj] - acc
+    for k in range(n):
+        if alphas[k] < 0:
+            for i in range(m):
+                Q[i][k] = -Q[i][k]
+    return Q
+
+
+def orthogonal_matrix(seed: int, stream: int, rows: int, cols: int, gain: float) -> list[list[float]]:
+    a = Normal(0.0, 1.0).values(seed, stream, rows * cols).astype(np.float64).reshape(rows, cols)
+    if rows < cols:
+        q = householder_q(a.T.tolist(), cols, rows)
+        return [[gain * q[c][r] for c in range(cols)] for r in range(rows)]
+    q = householder_q(a.tolist(), rows, cols)
+    return [[gain * q[r][c] for c in range(cols)] for r in range(rows)]
+
+
+class Orthogonal:
+    def __init__(self, gain):
+        self.gain = gain
+
+    def values(self, seed, stream, n, logical=None):
+        rows = logical[0]
+        cols = int(np.prod(logical[1:], dtype=np.int64))
+        q = orthogonal_matrix(seed, stream, rows, cols, self.gain)
+        return np.array(q, dtype=np.float64).astype(np.float32).reshape(-1)
+
+    def max_abs(self):
+        return abs(self.gain)
+
+
+class DeltaOrthogonal:
+    def __init__(self, scale):
+        self.scale = scale
+
+    def values(self, seed, stream, n, logical=None):
+        out_c, in_c, *k = logical
+        q = np.array(orthogonal_matrix(seed, stream, out_c, in_c, self.scale), dtype=np.float64)
+        w = np.zeros(logical, dtype=np.float32)
+        centre = tuple((kd - 1) // 2 for kd in k)
+        for o in range(out_c):
+            for i in range(in_c):
+                w[(o, i, *centre)] = np.float32(q[o, i])
+        return w.reshape(-1)
+
+    def max_abs(self):
+        return abs(self.scale)
 
 
 # --------------------------------------------------------------------------------------------
