@@ -5,10 +5,12 @@ the uniform / normal / truncated-normal kernels (with ln, sincos_2pi and erfinv_
 the plan-time exp / erfc in f64, fan rules, the plain, variance-scaling, kaiming and xavier
 initializers, `auto`, identity / dirac / sparse, the dense / conv / embedding / norm /
 recurrent / attention layers under every framework (names, stream roles, layouts, defaults),
-raw tensors, `only` and `shard`, the canonical request, the safetensors file (header and
-`paraminit.slices` included) and the JSON response body. Not covered: the orthogonal QR and
-delta_orthogonal (they need an exact fused multiply-add, which Python 3.11 lacks), and
-`hf_config`; anything outside the subset raises `Unsupported`.
+raw tensors, `hf_config` (Llama, Mistral, Qwen2, GPT-2, BERT), `only` and `shard`, the
+canonical request, the safetensors file (header and `paraminit.slices` included) and the JSON
+response body. Everything in the
+document is covered (the orthogonal QR with an exact fused multiply-add via `fractions`), but
+not every validation rule: a request the service would reject may raise `Unsupported` or be
+accepted here.
 
 Only numpy (and the standard library's hashlib/struct/json/re) is used, and nothing here reads
 the Rust sources: every rule is the document's, and where the document was not enough it was
@@ -926,6 +928,9 @@ def parse_request(req: dict) -> dict:
         if t:
             raise Unsupported(f"tensor fields {sorted(t)}")
         tensors.append(d)
+    hf = req.pop("hf_config", None)
+    if hf is not None:
+        hf = parse_hf(hf)
     only = req.pop("only", None)
     shard = req.pop("shard", None)
     if shard is not None:
@@ -935,7 +940,7 @@ def parse_request(req: dict) -> dict:
     if req:
         raise Unsupported(f"request fields {sorted(req)}")
     return {"seed": seed, "framework": fw, "dtype": dtype, "layers": layers, "tensors": tensors,
-            "only": only, "shard": shard}
+            "hf": hf, "only": only, "shard": shard}
 
 
 def canonical(r: dict) -> str:
@@ -950,6 +955,8 @@ def canonical(r: dict) -> str:
     seed = r["seed"]
     doc = {"seed": str(seed) if seed > 2**53 else seed, "framework": r["framework"],
            "dtype": r["dtype"], "layers": layers, "tensors": r["tensors"]}
+    if r.get("hf") is not None:
+        doc["hf_config"] = r["hf"]
     if r.get("only") is not None:
         doc["only"] = r["only"]
     if r.get("shard") is not None:
@@ -1289,6 +1296,8 @@ def plan(r: dict) -> list[Tensor]:
                 add("running_var", shape, None, None, init_named("ones"))
                 if fw == "pytorch":
                     add("num_batches_tracked", [], None, None, init_named("zeros"), dt="int64")
+    if r.get("hf") is not None:
+        out.extend(hf_tensors(r["hf"], r["dtype"]))
     for t in r["tensors"]:
         ff = None
         if "fan_in" in t or "fan_out" in t:
@@ -1483,6 +1492,143 @@ class DeltaOrthogonal:
 
     def max_abs(self):
         return abs(self.scale)
+
+
+# --------------------------------------------------------------------------------------------
+# hf_config
+
+HF_CLASSES = {"LlamaForCausalLM": "llama", "LlamaModel": "llama", "MistralForCausalLM": "mistral",
+              "MistralModel": "mistral", "Qwen2ForCausalLM": "qwen2", "Qwen2Model": "qwen2",
+              "GPT2LMHeadModel": "gpt2", "GPT2Model": "gpt2", "BertForMaskedLM": "bert", "BertModel": "bert"}
+HF_HEAD = {"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM",
+           "gpt2": "GPT2LMHeadModel", "bert": "BertForMaskedLM"}
+
+
+def parse_hf(cfg: dict) -> dict:
+    """The canonical hf_config (architectures, model_type and the family's keys, resolved)."""
+    arch = (cfg.get("architectures") or [None])[0] or HF_HEAD[cfg["model_type"]]
+    mt = HF_CLASSES[arch]
+    g = lambda *keys, default=None: next((cfg[k] for k in keys if cfg.get(k) is not None), default)
+    out = {"architectures": [arch], "model_type": mt}
+    if mt in ("llama", "mistral", "qwen2"):
+        dv, di, dkv = {"llama": (32000, 11008, None), "mistral": (32000, 14336, 8), "qwen2": (151936, 22016, 32)}[mt]
+        h, n = g("hidden_size", default=4096), g("num_attention_heads", default=32)
+        out.update(vocab_size=g("vocab_size", default=dv), hidden_size=h,
+                   intermediate_size=g("intermediate_size", default=di),
+                   num_hidden_layers=g("num_hidden_layers", default=32), num_attention_heads=n,
+                   num_key_value_heads=g("num_key_value_heads", default=dkv or n),
+                   head_dim=g("head_dim", default=h // n),
+                   attention_bias=mt == "llama" and bool(g("attention_bias", default=False)),
+                   mlp_bias=mt == "llama" and bool(g("mlp_bias", default=False)),
+                   tie_word_embeddings=bool(g("tie_word_embeddings", default=False)),
+                   pad_token_id=g("pad_token_id"))
+    elif mt == "gpt2":
+        e = g("n_embd", "hidden_size", default=768)
+        out.update(vocab_size=g("vocab_size", default=50257), n_positions=g("n_positions", "max_position_embeddings", default=1024),
+                   n_embd=e, n_layer=g("n_layer", "num_hidden_layers", default=12),
+                   n_head=g("n_head", "num_attention_heads", default=12), n_inner=g("n_inner", default=4 * e),
+                   tie_word_embeddings=bool(g("tie_word_embeddings", default=True)))
+    else:
+        out.update(vocab_size=g("vocab_size", default=30522), hidden_size=g("hidden_size", default=768),
+                   num_hidden_layers=g("num_hidden_layers", default=12), num_attention_heads=g("num_attention_heads", default=12),
+                   intermediate_size=g("intermediate_size", default=3072),
+                   max_position_embeddings=g("max_position_embeddings", default=512),
+                   type_vocab_size=g("type_vocab_size", default=2),
+                   pad_token_id=(0 if "pad_token_id" not in cfg else cfg["pad_token_id"]),
+                   tie_word_embeddings=bool(g("tie_word_embeddings", default=True)))
+    ir = cfg.get("initializer_range")
+    out["initializer_range"] = None if ir is None else F64(float(ir))
+    return out
+
+
+def hf_tensors(c: dict, dtype: str) -> list:
+    """(name, shape, init spec, zero row) of every tensor, from the document's table."""
+    arch, mt = c["architectures"][0], c["model_type"]
+    ir = c["initializer_range"]
+    sigma = 0.02 if ir is None or float(ir) == 0.0 else float(ir)
+    N = lambda s: init_named("normal", std=s)
+    Z, O = init_named("zeros"), init_named("ones")
+    out = []
+    t = lambda name, shape, spec, zero_row=None: out.append((name, shape, spec, zero_row))
+    if mt in ("llama", "mistral", "qwen2"):
+        head = arch.endswith("ForCausalLM")
+        p = "model." if head else ""
+        h, I, hd = c["hidden_size"], c["intermediate_size"], c["head_dim"]
+        q, kv = c["num_attention_heads"] * hd, c["num_key_value_heads"] * hd
+        qkv_bias = c["attention_bias"] or mt == "qwen2"
+        t(f"{p}embed_tokens.weight", [c["vocab_size"], h], N(sigma), c["pad_token_id"])
+        for l in range(c["num_hidden_layers"]):
+            a = f"{p}layers.{l}.self_attn"
+            for proj, rows in (("q_proj", q), ("k_proj", kv), ("v_proj", kv)):
+                t(f"{a}.{proj}.weight", [rows, h], N(sigma))
+                if qkv_bias:
+                    t(f"{a}.{proj}.bias", [rows], Z)
+            t(f"{a}.o_proj.weight", [h, q], N(sigma))
+            if c["attention_bias"]:
+                t(f"{a}.o_proj.bias", [h], Z)
+            for proj, shape in (("gate_proj", [I, h]), ("up_proj", [I, h]), ("down_proj", [h, I])):
+                t(f"{p}layers.{l}.mlp.{proj}.weight", shape, N(sigma))
+                if c["mlp_bias"]:
+                    t(f"{p}layers.{l}.mlp.{proj}.bias", [shape[0]], Z)
+            t(f"{p}layers.{l}.input_layernorm.weight", [h], O)
+            t(f"{p}layers.{l}.post_attention_layernorm.weight", [h], O)
+        t(f"{p}norm.weight", [h], O)
+        if head and not c["tie_word_embeddings"]:
+            t("lm_head.weight", [c["vocab_size"], h], N(sigma))
+    elif mt == "gpt2":
+        head = arch == "GPT2LMHeadModel"
+        p = "transformer." if head else ""
+        raw = 0.02 if ir is None else float(ir)
+        e, inner = c["n_embd"], c["n_inner"]
+        proj = raw / math.sqrt(2.0 * c["n_layer"])
+        t(f"{p}wte.weight", [c["vocab_size"], e], N(sigma))
+        t(f"{p}wpe.weight", [c["n_positions"], e], N(sigma))
+        for l in range(c["n_layer"]):
+            b = f"{p}h.{l}"
+            for ln in ("ln_1", "ln_2"):
+                t(f"{b}.{ln}.weight", [e], O)
+                t(f"{b}.{ln}.bias", [e], Z)
+            t(f"{b}.attn.c_attn.weight", [e, 3 * e], N(raw))
+            t(f"{b}.attn.c_attn.bias", [3 * e], Z)
+            t(f"{b}.attn.c_proj.weight", [e, e], N(proj))
+            t(f"{b}.attn.c_proj.bias", [e], Z)
+            t(f"{b}.mlp.c_fc.weight", [e, inner], N(raw))
+            t(f"{b}.mlp.c_fc.bias", [inner], Z)
+            t(f"{b}.mlp.c_proj.weight", [inner, e], N(proj))
+            t(f"{b}.mlp.c_proj.bias", [e], Z)
+        t(f"{p}ln_f.weight", [e], O)
+        t(f"{p}ln_f.bias", [e], Z)
+        if head and not c["tie_word_embeddings"]:
+            t("lm_head.weight", [c["vocab_size"], e], N(sigma))
+    else:
+        mlm = arch == "BertForMaskedLM"
+        p = "bert." if mlm else ""
+        h, i = c["hidden_size"], c["intermediate_size"]
+        ln = lambda base: (t(f"{base}.LayerNorm.weight", [h], O), t(f"{base}.LayerNorm.bias", [h], Z))
+        dense = lambda base, o, i_: (t(f"{base}.weight", [o, i_], N(sigma)), t(f"{base}.bias", [o], Z))
+        t(f"{p}embeddings.word_embeddings.weight", [c["vocab_size"], h], N(sigma), c["pad_token_id"])
+        t(f"{p}embeddings.position_embeddings.weight", [c["max_position_embeddings"], h], N(sigma))
+        t(f"{p}embeddings.token_type_embeddings.weight", [c["type_vocab_size"], h], N(sigma))
+        ln(f"{p}embeddings")
+        for l in range(c["num_hidden_layers"]):
+            b = f"{p}encoder.layer.{l}"
+            for q in ("query", "key", "value"):
+                dense(f"{b}.attention.self.{q}", h, h)
+            dense(f"{b}.attention.output.dense", h, h)
+            ln(f"{b}.attention.output")
+            dense(f"{b}.intermediate.dense", i, h)
+            dense(f"{b}.output.dense", h, i)
+            ln(f"{b}.output")
+        if mlm:
+            t("cls.predictions.bias", [c["vocab_size"]], Z)
+            dense("cls.predictions.transform.dense", h, h)
+            ln("cls.predictions.transform")
+            if not c["tie_word_embeddings"]:
+                t("cls.predictions.decoder.weight", [c["vocab_size"], h], N(sigma))
+        else:
+            dense("pooler.dense", h, h)
+    return [Tensor(n, dtype, shape, None, f"hf/{n}", resolve(spec, "pytorch", shape, None), zr)
+            for n, shape, spec, zr in out]
 
 
 # --------------------------------------------------------------------------------------------
