@@ -1,4 +1,5 @@
-//! The `paraminit` command line: `serve` (the default), `generate`, `plan` and `healthcheck`.
+//! The `paraminit` command line: `serve` (the default), `generate`, `plan`, `analyze` and
+//! `healthcheck`.
 //! Offline generation uses the same core as the service, so a file made here is byte for byte
 //! the service's response to the same request.
 

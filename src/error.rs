@@ -1,5 +1,7 @@
-//! The one error type of the core: a stable code, a message for a person and the JSON path of
-//! the offending field. The HTTP edge and the CLI both render it; neither invents its own.
+//! The error type of the core: a stable code, a message for a person and the JSON path of the
+//! offending field. The CLI renders it as the envelope; the HTTP edge converts it into its own
+//! `http::errors::ApiError` (which adds the edge-only codes: body, media type, limits of the
+//! transport, busy, shutdown) and renders that. Both give the same envelope.
 
 use std::fmt;
 

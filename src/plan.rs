@@ -1,6 +1,9 @@
 //! The plan: a validated request turned into the list of tensors in file order, each with its
 //! name, shape, dtype, byte range, stream identity, layout and resolved initializer, plus the
-//! safetensors header bytes and totals. All size arithmetic here is checked.
+//! safetensors header bytes and totals. It currently holds several jobs (issue 14 splits them):
+//! per-framework layer naming, the framework layer defaults, the tensors of dense, conv,
+//! embedding and norm layers (`arch`: recurrent and attention), `only` and `shard`, offsets and
+//! limits, the safetensors header, the ETag and `Format`. All size arithmetic here is checked.
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};

@@ -309,13 +309,12 @@ fn chacha8_blocks(key: &[u32; 8], stream: u64, block: u64, out: &mut [u32; BUF_W
         fn avx2(key: &[u32; 8], stream: u64, block: u64, out: &mut [u32; BUF_WORDS]) {
             chacha8_blocks_generic(key, stream, block, out)
         }
-        let level = crate::sample::simd_limit_level();
-        if level >= 2 && std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU supports AVX-512F (checked just above).
+        if crate::simd::avx512f() {
+            // SAFETY: the CPU supports AVX-512F (checked by `simd::avx512f`).
             return unsafe { chacha8_blocks_avx512(key, stream, block, out) };
         }
-        if level >= 1 && std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports AVX2 (checked just above).
+        if crate::simd::avx2() {
+            // SAFETY: the CPU supports AVX2 (checked by `simd::avx2`).
             return unsafe { avx2(key, stream, block, out) };
         }
     }
@@ -443,19 +442,19 @@ mod tests {
     fn every_simd_level_and_block_counter_carry_match_rand_chacha() {
         // Block counters around the 32-bit carry and the 64-bit wrap, at every SIMD level.
         for level in [0u8, 1, 2] {
-            crate::sample::set_simd_limit(level);
-            for block in [0u64, 3, (1 << 32) - 5, u64::MAX - 7] {
-                let pos = block as u128 * 16 + 3;
-                let mut r = WordReader::new(11, 0xdead_beef_0123_4567);
-                let mut got = vec![0u32; 600];
-                r.fill(pos, &mut got);
-                let mut rng = ChaCha8Rng::seed_from_u64(11);
-                rng.set_stream(0xdead_beef_0123_4567);
-                rng.set_word_pos(pos);
-                let want: Vec<u32> = (0..600).map(|_| rng.next_u32()).collect();
-                assert_eq!(got, want, "level {level} block {block}");
-            }
+            crate::simd::with_limit(level, || {
+                for block in [0u64, 3, (1 << 32) - 5, u64::MAX - 7] {
+                    let pos = block as u128 * 16 + 3;
+                    let mut r = WordReader::new(11, 0xdead_beef_0123_4567);
+                    let mut got = vec![0u32; 600];
+                    r.fill(pos, &mut got);
+                    let mut rng = ChaCha8Rng::seed_from_u64(11);
+                    rng.set_stream(0xdead_beef_0123_4567);
+                    rng.set_word_pos(pos);
+                    let want: Vec<u32> = (0..600).map(|_| rng.next_u32()).collect();
+                    assert_eq!(got, want, "level {level} block {block}");
+                }
+            });
         }
-        crate::sample::set_simd_limit(2);
     }
 }

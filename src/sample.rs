@@ -9,11 +9,11 @@
 //! The transforms use only f32 `+ - * /`, `sqrt`, comparison-selects and integer/bit
 //! operations, in a fixed order (see `docs/determinism.md`, "Transforms"), so every CPU and
 //! every SIMD width gives the same bits. The loops run over fixed-size arrays so that LLVM
-//! vectorizes them.
+//! vectorizes them, and are dispatched per CPU through `simd::multiversion!`.
 
 use crate::math::{erfinv_factor, ln, sincos_2pi};
 use crate::rng::WordReader;
-use core::sync::atomic::{AtomicU8, Ordering};
+use crate::simd::multiversion;
 
 /// 2^-24 = 0x33800000.
 pub const TWO_POW_M24: f32 = f32::from_bits(0x3380_0000);
@@ -85,12 +85,6 @@ pub enum Kernel {
     Normal { mean: f32, std: f32 },
     /// Inverse-CDF truncated normal, one word per element.
     TruncNormal(TruncParams),
-}
-
-impl Kernel {
-    /// Random words consumed per element (the normal kernel uses its pair's two words, i.e.
-    /// again one word per element on average, at the element's own word positions).
-    pub const WORDS_PER_ELEMENT: u64 = 1;
 }
 
 /// Fill `out[j]` with the value of logical element `start + j`. Pure function of
@@ -232,65 +226,6 @@ fn fill_uniform(reader: &mut WordReader, low: f32, scale: f32, start: u64, out: 
 fn fill_trunc_normal(reader: &mut WordReader, p: &TruncParams, start: u64, out: &mut [f32]) {
     fill_at(reader, 0, &Kernel::TruncNormal(*p), start, out);
 }
-
-static SIMD_LIMIT: AtomicU8 = AtomicU8::new(2);
-
-/// Limit the instruction sets the kernels may use: 0 = baseline target only, 1 = up to AVX2,
-/// 2 = up to AVX-512F (the default). Every level gives the same bits; this exists so that tests
-/// can prove it. Process-global.
-#[doc(hidden)]
-pub fn set_simd_limit(level: u8) {
-    SIMD_LIMIT.store(level, Ordering::Relaxed);
-}
-
-#[inline(always)]
-#[allow(dead_code)] // unused on non-x86_64 targets
-pub(crate) fn simd_limit() -> u8 {
-    SIMD_LIMIT.load(Ordering::Relaxed)
-}
-
-/// The current limit set by `set_simd_limit` (shared with the keystream in `rng`).
-#[inline(always)]
-#[allow(dead_code)] // unused on non-x86_64 targets
-pub(crate) fn simd_limit_level() -> u8 {
-    simd_limit()
-}
-
-/// Compile a transform loop for the baseline target and for AVX2 and AVX-512F, and pick one at
-/// run time. Only IEEE-754 basic operations are used, so every version gives the same bits
-/// (no FMA contraction exists in Rust; `tests/sample_stats.rs` cross-checks against the scalar
-/// per-element functions).
-macro_rules! multiversion {
-    ($(#[$m:meta])* fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $body:block) => {
-        $(#[$m])*
-        #[inline(never)]
-        fn $name($($arg: $ty),*) {
-            #[inline(always)]
-            fn generic($($arg: $ty),*) $body
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx512f")]
-                fn avx512($($arg: $ty),*) {
-                    generic($($arg),*)
-                }
-                #[target_feature(enable = "avx2")]
-                fn avx2($($arg: $ty),*) {
-                    generic($($arg),*)
-                }
-                if $crate::sample::simd_limit() >= 2 && std::arch::is_x86_feature_detected!("avx512f") {
-                    // SAFETY: the CPU supports AVX-512F (checked just above).
-                    return unsafe { avx512($($arg),*) };
-                }
-                if $crate::sample::simd_limit() >= 1 && std::arch::is_x86_feature_detected!("avx2") {
-                    // SAFETY: the CPU supports AVX2 (checked just above).
-                    return unsafe { avx2($($arg),*) };
-                }
-            }
-            generic($($arg),*)
-        }
-    };
-}
-pub(crate) use multiversion;
 
 multiversion! {
     fn uniform_words(words: &[u32], out: &mut [f32], low: f32, scale: f32) {

@@ -7,7 +7,8 @@
 #![allow(clippy::needless_range_loop)] // kernels index fixed-size rows and columns
 
 use crate::rng::{AUX_REGION, WordReader};
-use crate::sample::{Kernel, fill, fill_normal_pairs, multiversion};
+use crate::sample::{Kernel, fill, fill_normal_pairs};
+use crate::simd::multiversion;
 
 /// Columns per block of the blocked QR (the panel width, and the width of a parallel task).
 pub const QR_BLOCK: usize = 64;
@@ -271,8 +272,8 @@ fn apply_block(v: &[f64], t: &[f64], width: usize, c: &mut [f64], rows: usize, t
 /// IEEE fusedMultiplyAdd; the hardware instruction, or the pinned pure-Rust `libm::fma`).
 fn rank_update(v: &[f64], c: &[f64], rows: usize, width: usize, w1: &mut [[f64; B]; B]) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: the CPU supports AVX-512F (checked just above).
+    if crate::simd::avx512f() {
+        // SAFETY: the CPU supports AVX-512F (checked by `simd::avx512f`).
         unsafe { rank_update_avx512(v, c, rows, width, w1) };
         return;
     }
@@ -336,8 +337,8 @@ fn rank_update_avx512(v: &[f64], c: &[f64], rows: usize, width: usize, w1: &mut 
 /// acc = +0.0; acc = fma(V[r][a], W2[a][j], acc) for a ascending (a < width); C[r][j] −= acc.
 fn subtract_product(v: &[f64], w2: &[[f64; B]; B], c: &mut [f64], rows: usize, width: usize) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: the CPU supports AVX-512F (checked just above).
+    if crate::simd::avx512f() {
+        // SAFETY: the CPU supports AVX-512F (checked by `simd::avx512f`).
         unsafe { subtract_product_avx512(v, w2, c, rows, width) };
         return;
     }
@@ -516,6 +517,61 @@ mod tests {
             assert_eq!(one, run(2), "{rows}x{cols}: 1 vs 2 threads");
             assert_eq!(one, run(3), "{rows}x{cols}: 1 vs 3 threads");
         }
+    }
+
+    #[test]
+    fn orthogonal_is_the_same_at_every_simd_level() {
+        // Level 0 runs the portable fallback of every QR kernel (the multiversioned loops'
+        // baseline build and the `libm::fma` loops instead of the AVX-512F intrinsics) even on
+        // a machine with AVX-512; more than one panel, so the trailing updates and the
+        // reverse accumulation of Q run too.
+        for (rows, cols) in [(130, 70), (70, 200), (129, 129)] {
+            let run = |level: u8| {
+                crate::simd::with_limit(level, || {
+                    let mut r = WordReader::new(21, 8);
+                    orthogonal_matrix(&mut r, rows, cols, 1.0)
+                        .iter()
+                        .map(|x| x.to_bits())
+                        .collect::<Vec<_>>()
+                })
+            };
+            let widest = run(2);
+            assert_eq!(widest, run(1), "{rows}x{cols}: AVX-512F vs AVX2");
+            assert_eq!(widest, run(0), "{rows}x{cols}: AVX-512F vs portable");
+        }
+    }
+
+    #[test]
+    fn fma_kernels_match_their_portable_fallback() {
+        // rank_update and subtract_product on awkward values (mixed signs and magnitudes, so
+        // a non-fused multiply-add would round differently), at every level.
+        let rows = 37;
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+        };
+        let v: Vec<f64> = (0..rows * B).map(|_| next() * 1e3).collect();
+        let c: Vec<f64> = (0..rows * B).map(|_| next() / 7.0).collect();
+        let mut w2 = [[0f64; B]; B];
+        for row in w2.iter_mut() {
+            for e in row.iter_mut() {
+                *e = next();
+            }
+        }
+        let run = |level: u8| {
+            crate::simd::with_limit(level, || {
+                let mut w1 = [[0.5f64; B]; B];
+                rank_update(&v, &c, rows, B - 3, &mut w1);
+                let mut c2 = c.clone();
+                subtract_product(&v, &w2, &mut c2, rows, B - 5);
+                let bits = |xs: &[f64]| xs.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                (bits(w1.as_flattened()), bits(&c2))
+            })
+        };
+        assert_eq!(run(2), run(0));
     }
 
     #[test]

@@ -136,7 +136,7 @@ async fn client_disconnect_frees_the_slot() {
             let b = res.into_body().collect().await.unwrap().to_bytes();
             ((), String::from_utf8(b.to_vec()).unwrap())
         };
-        if paraminit::http::metrics::gauge_value(&text, "paraminit_jobs_in_flight") == Some(0.0) {
+        if gauge_value(&text, "paraminit_jobs_in_flight") == Some(0.0) {
             assert!(text.contains("outcome=\"aborted\""), "{text}");
             break;
         }

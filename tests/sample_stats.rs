@@ -5,8 +5,8 @@ mod common;
 use common::stats::*;
 use paraminit::rng::{AUX_REGION, WordReader, fill_words_at, stream_id};
 use paraminit::sample::{
-    Kernel, TruncParams, fill, fill_normal_at, fill_normal_pairs, normal_pair, set_simd_limit,
-    trunc_normal_value, uniform_value,
+    Kernel, TruncParams, fill, fill_normal_at, fill_normal_pairs, normal_pair, trunc_normal_value,
+    uniform_value,
 };
 
 const N: usize = 1 << 20;
@@ -135,9 +135,7 @@ fn vector_paths_match_the_scalar_definitions_and_each_other() {
             Kernel::TruncNormal(p) => words.iter().map(|&w| trunc_normal_value(w, &p)).collect(),
         };
         for level in [0u8, 1, 2] {
-            set_simd_limit(level);
-            let got = generate(13, "scalar", &k, 0, n);
-            set_simd_limit(2);
+            let got = paraminit::simd::with_limit(level, || generate(13, "scalar", &k, 0, n));
             assert_eq!(bits(&want), bits(&got), "{k:?} simd level {level}");
         }
     }

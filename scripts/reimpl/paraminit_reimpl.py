@@ -1,15 +1,21 @@
-"""An independent reimplementation of `paraminit-v1`, written from docs/determinism.md alone.
+"""An independent reimplementation of `paraminit-v1`, written against docs/determinism.md.
 
 It covers a representative subset of the contract: the key expansion, ChaCha8, stream ids,
 the uniform / normal / truncated-normal kernels (with ln, sincos_2pi and erfinv_factor in f32),
 the plan-time exp / erfc in f64, fan rules, the plain, variance-scaling, kaiming and xavier
-initializers, `auto`, the dense / conv / embedding / norm layers under every framework (names,
-layouts, defaults), raw tensors, the canonical request, the safetensors file and the JSON
-response body. Anything outside the subset raises `Unsupported`.
+initializers, `auto`, identity / dirac / sparse, the dense / conv / embedding / norm /
+recurrent / attention layers under every framework (names, stream roles, layouts, defaults),
+raw tensors, `hf_config` (Llama, Mistral, Qwen2, GPT-2, BERT), `only` and `shard`, the
+canonical request, the safetensors file (header and `paraminit.slices` included) and the JSON
+response body. Everything in the
+document is covered (the orthogonal QR with an exact fused multiply-add via `fractions`), but
+not every validation rule: a request the service would reject may raise `Unsupported` or be
+accepted here.
 
-Only numpy (and the standard library's hashlib/struct/json) is used. Nothing here reads the
-Rust sources: where this file needed something the document did not say, the document was
-fixed.
+Only numpy (and the standard library's hashlib/struct/json/re) is used, and nothing here reads
+the Rust sources: every rule is the document's, and where the document was not enough it was
+fixed. (Caveat: the author had read the sources before; a reimplementation by someone who
+never saw them would be a stronger check.)
 """
 
 from __future__ import annotations
@@ -300,7 +306,7 @@ class Uniform:
         if not (np.isfinite(self.low32) and np.isfinite(self.scale32)):
             raise Unsupported("non-finite uniform constants")
 
-    def values(self, seed, stream, n):
+    def values(self, seed, stream, n, logical=None):
         w = words(seed, stream, 0, n)
         high = self.low32 + self.scale32
         x = self.low32 + self.scale32 * u24(w)
@@ -315,7 +321,7 @@ class Normal:
     def __init__(self, mean: float, std: float):
         self.mean32, self.std32 = F32(mean), F32(std)
 
-    def values(self, seed, stream, n):
+    def values(self, seed, stream, n, logical=None):
         pairs = (n + 1) // 2
         w = words(seed, stream, 0, 2 * pairs).reshape(pairs, 2)
         w0, w1 = w[:, 0], w[:, 1]
@@ -343,7 +349,7 @@ class Truncated:
         self.lo32, self.width32 = F32(lo), F32(hi - lo)
         self.mean32, self.std32, self.a32, self.b32 = F32(mean), F32(std), F32(a), F32(b)
 
-    def values(self, seed, stream, n):
+    def values(self, seed, stream, n, logical=None):
         w = words(seed, stream, 0, n)
         v = (((w >> U32(9)) << U32(1)) | U32(1)).astype(np.float32) * TWO_POW_M24
         u = self.lo32 + self.width32 * v
@@ -368,11 +374,67 @@ class Constant:
     def __init__(self, v):
         self.v32 = F32(v)
 
-    def values(self, seed, stream, n):
+    def values(self, seed, stream, n, logical=None):
         return np.full(n, self.v32, dtype=np.float32)
 
     def max_abs(self):
         return abs(float(self.v32))
+
+
+class Eye:
+    def __init__(self, gain):
+        self.gain32 = F32(gain)
+
+    def values(self, seed, stream, n, logical=None):
+        r, c = logical
+        out = np.zeros((r, c), dtype=np.float32)
+        for i in range(min(r, c)):
+            out[i, i] = self.gain32
+        return out.reshape(-1)
+
+    def max_abs(self):
+        return abs(float(self.gain32))
+
+
+class Dirac:
+    def __init__(self, groups):
+        self.groups = groups
+
+    def values(self, seed, stream, n, logical=None):
+        out_c, in_c, *k = logical
+        g = out_c // self.groups
+        m = min(g, in_c)
+        w = np.zeros(logical, dtype=np.float32)
+        centre = tuple(kd // 2 for kd in k)
+        for o in range(out_c):
+            i = o % g
+            if i < m:
+                w[(o, i, *centre)] = F32(1.0)
+        return w.reshape(-1)
+
+    def max_abs(self):
+        return 1.0
+
+
+class Sparse:
+    def __init__(self, sparsity, std):
+        self.sparsity, self.std32 = sparsity, F32(std)
+
+    def values(self, seed, stream, n, logical=None):
+        rows, cols = logical
+        w = Normal(0.0, float(self.std32)).values(seed, stream, rows * cols).reshape(rows, cols)
+        z = min(rows, math.ceil(self.sparsity * rows))
+        for c in range(cols):
+            aux = words(seed, stream, 2**64 + c * rows, z)
+            perm = list(range(rows))
+            for k in range(z):
+                j = k + ((int(aux[k]) * (rows - k)) >> 32)
+                perm[k], perm[j] = perm[j], perm[k]
+                w[perm[k], c] = F32(0.0)
+        return w.reshape(-1)
+
+    def max_abs(self):
+        return 5.8 * abs(float(self.std32))
 
 
 # --------------------------------------------------------------------------------------------
@@ -482,15 +544,22 @@ CATALOGUE = {
     "he_uniform": (["HeUniform"], []), "he_normal": (["HeNormal"], []),
     "glorot_uniform": (["GlorotUniform"], []), "glorot_normal": (["GlorotNormal"], []),
     "lecun_uniform": (["LecunUniform"], []), "lecun_normal": (["LecunNormal"], []),
+    "orthogonal": (["Orthogonal", "orthogonal_"], [("gain", ["scale"], 1.0)]),
+    "identity": (["eye", "eye_", "Identity"], [("gain", [], 1.0)]),
+    "dirac": (["dirac_"], [("groups", [], 1)]),
+    "delta_orthogonal": ([], [("scale", [], 1.0)]),
+    "sparse": (["sparse_"], [("sparsity", [], None), ("std", [], 0.01)]),
     "auto": ([], []),
 }
+STRUCTURED = {"orthogonal", "identity", "dirac", "delta_orthogonal", "sparse"}
 SEMANTICS = {
     "zeros": "all", "ones": "all", "constant": "all", "uniform": "pytorch", "normal": "pytorch",
     "truncated_normal": "pytorch", "random_uniform": "keras", "random_normal": "keras",
     "keras_truncated_normal": "keras", "jax_uniform": "jax", "jax_normal": "jax",
     "jax_truncated_normal": "jax", "variance_scaling": "keras/jax", "kaiming_uniform": "pytorch",
     "kaiming_normal": "pytorch", "xavier_uniform": "pytorch", "xavier_normal": "pytorch",
-    "auto": "paraminit",
+    "auto": "paraminit", "orthogonal": "all", "identity": "pytorch/keras", "dirac": "pytorch",
+    "delta_orthogonal": "jax", "sparse": "pytorch",
 }
 for _n in ("he_uniform", "he_normal", "glorot_uniform", "glorot_normal", "lecun_uniform", "lecun_normal"):
     SEMANTICS[_n] = "keras/jax"
@@ -520,7 +589,14 @@ def parse_init(v) -> dict:
     for p, aliases, default in ps:
         keys = [k for k in [p, *aliases] if k in given]
         val = given.pop(keys[0]) if keys else default
-        d[p] = val if isinstance(default, str) else F64(float(val))
+        if val is None:
+            raise Unsupported(f"{canon} needs {p}")
+        if isinstance(default, str):
+            d[p] = val
+        elif isinstance(default, int) and not isinstance(default, bool):
+            d[p] = int(val)
+        else:
+            d[p] = F64(float(val))
     if given:
         raise Unsupported(f"unknown parameters {given}")
     return d
@@ -667,6 +743,16 @@ def resolve(spec: dict, fw: str, shape: list[int], activation, fixed_fans=None) 
             r = _normal(spec, 0.0, std, **extra)
         r.nums["std"] = std
         return r
+    if n == "orthogonal":
+        return Resolved(spec, Orthogonal(p["gain"]), "orthogonal", gain=p["gain"])
+    if n == "delta_orthogonal":
+        return Resolved(spec, DeltaOrthogonal(p["scale"]), "delta_orthogonal", gain=p["scale"])
+    if n == "identity":
+        return Resolved(spec, Eye(p["gain"]), "identity", gain=p["gain"])
+    if n == "dirac":
+        return Resolved(spec, Dirac(p["groups"]), "dirac")
+    if n == "sparse":
+        return Resolved(spec, Sparse(p["sparsity"], p["std"]), "sparse", std=p["std"])
     if n == "auto":
         choice = auto_choice(fw, activation)
         r = resolve(choice, fw, shape, activation, fixed_fans)
@@ -730,6 +816,16 @@ def act_json(a):
     return a[0]
 
 
+KERNEL = [("kernel_initializer", ["weight_initializer"]), ("bias_initializer", [])]
+NORM = [("weight_initializer", ["gamma_initializer"]), ("bias_initializer", ["beta_initializer"])]
+REC = [("kernel_initializer", []), ("recurrent_initializer", []), ("bias_initializer", [])]
+INIT_KEYS = {"dense": KERNEL, "conv1d": KERNEL, "conv2d": KERNEL, "conv3d": KERNEL,
+             "embedding": [("embeddings_initializer", ["weight_initializer"])],
+             "layer_norm": NORM, "rms_norm": NORM[:1], "batch_norm": NORM,
+             "rnn": REC, "lstm": REC, "gru": REC,
+             "multihead_attention": [("kernel_initializer", []), ("bias_initializer", [])]}
+
+
 def parse_request(req: dict) -> dict:
     req = dict(req)
     seed = req.pop("seed")
@@ -781,6 +877,24 @@ def parse_request(req: dict) -> dict:
             out.update(type="batch_norm", num_features=nf, affine=lay.pop("affine", True),
                        track_running_stats=lay.pop("track_running_stats", True))
             prev = nf
+        elif t in ("rnn", "lstm", "gru"):
+            hidden = take(lay, "hidden_size", "units")
+            out.update(type=t, input_size=take(lay, "input_size", "input_dim", default=prev), hidden_size=hidden,
+                       num_layers=lay.pop("num_layers", 1), bidirectional=lay.pop("bidirectional", False),
+                       bias=take(lay, "bias", "use_bias", default=True))
+            if t == "lstm":
+                out["proj_size"] = lay.pop("proj_size", 0)
+                if "unit_forget_bias" in lay:
+                    out["unit_forget_bias"] = lay.pop("unit_forget_bias")
+            if t == "gru" and "reset_after" in lay:
+                out["reset_after"] = lay.pop("reset_after")
+            prev = (out.get("proj_size") or hidden) * (2 if out["bidirectional"] else 1)
+        elif t == "multihead_attention":
+            e = lay.pop("embed_dim", prev)
+            out.update(type=t, embed_dim=e, num_heads=lay.pop("num_heads"), kdim=lay.pop("kdim", e),
+                       vdim=lay.pop("vdim", e), bias=take(lay, "bias", "use_bias", default=True),
+                       add_bias_kv=lay.pop("add_bias_kv", False))
+            prev = e
         elif t == "dropout":
             out.update(type="dropout", p=F64(float(take(lay, "p", "rate", default=0.5))))
         elif t in ACTIVATIONS:
@@ -793,17 +907,8 @@ def parse_request(req: dict) -> dict:
                 raise Unsupported("standalone linear activation (known canonical defect)")
         else:
             raise Unsupported(f"layer type {t}")
-        for key, aliases in (("kernel_initializer", ("weight_initializer",)),
-                             ("bias_initializer", ("beta_initializer",)),
-                             ("embeddings_initializer", ("weight_initializer",)),
-                             ("weight_initializer", ("gamma_initializer",))):
-            if out["type"] == "embedding" and key != "embeddings_initializer":
-                continue
-            if out["type"] in ("layer_norm", "rms_norm", "batch_norm") and key not in ("weight_initializer", "bias_initializer"):
-                continue
-            if out["type"] in ("dense", "conv1d", "conv2d", "conv3d") and key not in ("kernel_initializer", "bias_initializer"):
-                continue
-            v = take(lay, key, *[a for a in aliases if a in lay])
+        for key, aliases in INIT_KEYS.get(out["type"], []):
+            v = take(lay, key, *aliases)
             if v is not None:
                 out[key] = parse_init(v)
         if "activation" in lay:
@@ -823,9 +928,19 @@ def parse_request(req: dict) -> dict:
         if t:
             raise Unsupported(f"tensor fields {sorted(t)}")
         tensors.append(d)
+    hf = req.pop("hf_config", None)
+    if hf is not None:
+        hf = parse_hf(hf)
+    only = req.pop("only", None)
+    shard = req.pop("shard", None)
+    if shard is not None:
+        shard = dict(shard)
+        shard = {"rank": shard.pop("rank"), "world_size": shard.pop("world_size"),
+                 "dim": shard.pop("dim", 0), "dims": dict(shard.pop("dims", {}))}
     if req:
         raise Unsupported(f"request fields {sorted(req)}")
-    return {"seed": seed, "framework": fw, "dtype": dtype, "layers": layers, "tensors": tensors}
+    return {"seed": seed, "framework": fw, "dtype": dtype, "layers": layers, "tensors": tensors,
+            "hf": hf, "only": only, "shard": shard}
 
 
 def canonical(r: dict) -> str:
@@ -840,13 +955,21 @@ def canonical(r: dict) -> str:
     seed = r["seed"]
     doc = {"seed": str(seed) if seed > 2**53 else seed, "framework": r["framework"],
            "dtype": r["dtype"], "layers": layers, "tensors": r["tensors"]}
+    if r.get("hf") is not None:
+        doc["hf_config"] = r["hf"]
+    if r.get("only") is not None:
+        doc["only"] = r["only"]
+    if r.get("shard") is not None:
+        doc["shard"] = r["shard"]
     return dumps(doc)
 
 
-KERAS_BASE = {"dense": "dense", "conv1d": "conv1d", "conv2d": "conv2d", "conv3d": "conv3d",
+KERAS_BASE = {"rnn": "simple_rnn", "lstm": "lstm", "gru": "gru", "multihead_attention": "multi_head_attention",
+              "dense": "dense", "conv1d": "conv1d", "conv2d": "conv2d", "conv3d": "conv3d",
               "embedding": "embedding", "layer_norm": "layer_normalization",
               "rms_norm": "rms_normalization", "batch_norm": "batch_normalization"}
-FLAX_BASE = {"dense": "Dense", "conv1d": "Conv", "conv2d": "Conv", "conv3d": "Conv",
+FLAX_BASE = {"rnn": "SimpleCell", "lstm": "LSTMCell", "gru": "GRUCell",
+             "multihead_attention": "MultiHeadDotProductAttention", "dense": "Dense", "conv1d": "Conv", "conv2d": "Conv", "conv3d": "Conv",
              "embedding": "Embed", "layer_norm": "LayerNorm", "rms_norm": "RMSNorm",
              "batch_norm": "BatchNorm"}
 # role -> (pytorch, keras, flax, flax collection)
@@ -869,16 +992,191 @@ class Tensor:
         self.name, self.dtype, self.logical, self.perm = name, dtype, logical, perm
         self.shape = [logical[a] for a in perm] if perm else list(logical)
         self.identity, self.resolved, self.zero_row = identity, resolved, zero_row
+        self.const_range = None  # (start, end, value): Keras unit_forget_bias
+        self.slice = None  # (dim, start, full_shape) when sharded
 
     def values(self, seed: int) -> np.ndarray:
         n = int(np.prod(self.logical, dtype=np.int64)) if self.logical else 1
-        v = self.resolved.source.values(seed, stream_id(self.identity), n)
+        v = self.resolved.source.values(seed, stream_id(self.identity), n, self.logical)
+        if self.const_range is not None:
+            a, b, x = self.const_range
+            v[a:b] = F32(x)
         if self.zero_row is not None:
             row = int(np.prod(self.logical[1:], dtype=np.int64))
             v[self.zero_row * row : (self.zero_row + 1) * row] = F32(0.0)
+        full_shape = [self.logical[a] for a in self.perm] if self.perm else list(self.logical)
         if self.perm:
             v = v.reshape(self.logical).transpose(self.perm).reshape(-1)
-        return v
+        if self.slice is not None:
+            d, start, _ = self.slice
+            v = np.take(v.reshape(full_shape), range(start, start + self.shape[d]), axis=d).reshape(-1)
+        return np.ascontiguousarray(v, dtype=np.float32)
+
+    def slice_json(self):
+        d, start, full = self.slice
+        return {"dim": d, "full_shape": full, "length": self.shape[d], "start": start}
+
+
+def glob_regex(p: str):
+    """The glob subset `only`/`shard` use: `*`, `?` (any character, `.` and `/` included),
+    `[…]`, `{a,b}` and `\\` escapes."""
+    out, i = [], 0
+    while i < len(p):
+        ch = p[i]
+        if ch == "*":
+            out.append(".*")
+        elif ch == "?":
+            out.append(".")
+        elif ch == "\\":
+            i += 1
+            out.append(re.escape(p[i]))
+        elif ch == "[":
+            j = p.index("]", i + 1)
+            out.append("[" + p[i + 1 : j].replace("!", "^", 1) + "]")
+            i = j
+        elif ch == "{":
+            j = p.index("}", i)
+            out.append("(?:" + "|".join(re.escape(a) for a in p[i + 1 : j].split(",")) + ")")
+            i = j
+        else:
+            out.append(re.escape(ch))
+        i += 1
+    return re.compile("".join(out), re.S)
+
+
+def shard(sh: dict, tensors: list) -> None:
+    """`shard`: the most specific matching `dims` pattern (a literal beats a glob, then the
+    longer, then the first in byte order) gives the axis, else `dim`; `numpy.array_split`."""
+    literal = lambda p: not any(c in p for c in "*?[{\\")
+    for t in tensors:
+        matches = [p for p in sh["dims"] if glob_regex(p).fullmatch(t.name)]
+        if matches:
+            kind = any(literal(p) for p in matches)
+            same = [p for p in matches if literal(p) == kind]
+            best = max(len(p) for p in same)
+            axis = sh["dims"][sorted(p for p in same if len(p) == best)[0]]
+        else:
+            axis = sh["dim"]
+        if axis is None or not t.shape:
+            continue
+        a = axis + len(t.shape) if axis < 0 else axis
+        size, n, r = t.shape[a], sh["world_size"], sh["rank"]
+        base, rem = divmod(size, n)
+        start, length = r * base + min(r, rem), base + (1 if r < rem else 0)
+        full = list(t.shape)
+        t.shape = list(t.shape)
+        t.shape[a] = length
+        t.slice = (a, start, full)
+
+
+def recurrent(l, fw, prefix, put, nxt, out):
+    t, H = l["type"], l["hidden_size"]
+    G = {"rnn": 1, "lstm": 4, "gru": 3}[t]
+    dirs = 2 if l["bidirectional"] else 1
+    L = l["num_layers"]
+    k_init, r_init, b_init = l.get("kernel_initializer"), l.get("recurrent_initializer"), l.get("bias_initializer")
+    if fw == "pytorch":
+        P = l.get("proj_size", 0) or H
+        bound = 1.0 / math.sqrt(H)
+        default = init_named("uniform", low=-bound, high=bound)
+        for k in range(L):
+            for d in range(dirs):
+                sfx = f"_l{k}" + ("_reverse" if d else "")
+                inp = l["input_size"] if k == 0 else P * dirs
+                items = [(f"weight_ih{sfx}", [G * H, inp], k_init, False), (f"weight_hh{sfx}", [G * H, P], r_init, False)]
+                if l["bias"]:
+                    items += [(f"bias_ih{sfx}", [G * H], b_init, True), (f"bias_hh{sfx}", [G * H], b_init, True)]
+                if l.get("proj_size", 0):
+                    items.append((f"weight_hr{sfx}", [P, H], r_init, False))
+                for n, logical, req, is_bias in items:
+                    put(prefix, n, n, logical, None, req, default, is_bias=is_bias)
+        return
+    keras_cls = KERAS_BASE[t]
+    flax_cls = FLAX_BASE[t]
+    named = l.get("name") is not None
+    user = lambda i: prefix if i == 0 else f"{prefix}_{i}"
+    if L > 1 or dirs > 1:
+        names = []
+        for k in range(L):
+            if fw == "keras":
+                if dirs == 2:
+                    wrapper = user(k) if named else nxt("bidirectional")
+                    inner = prefix if (k == 0 and not named) else nxt(keras_cls)
+                    names += [f"{wrapper}/forward_{inner}", f"{wrapper}/backward_{inner}"]
+                else:
+                    names.append(prefix if k == 0 else (user(k) if named else nxt(keras_cls)))
+            else:
+                for d in range(dirs):
+                    i = k * dirs + d
+                    names.append(prefix if i == 0 else (user(i) if named else nxt(flax_cls)))
+    else:
+        names = [prefix]
+    for k in range(L):
+        for d in range(dirs):
+            S = names[k * dirs + d]
+            inp = l["input_size"] if k == 0 else H * dirs
+            rev = "_reverse" if d else ""
+            sfx = "" if (k == 0 and d == 0) else f"_l{k}{rev}"
+            tsfx = f"_l{k}{rev}"
+            if fw == "keras":
+                cell = keras_cls + "_cell"
+                gru = t == "gru"
+                put(S, f"{cell}/kernel", f"kernel{sfx}" if gru else f"weight_ih{tsfx}", [G * H, inp], [1, 0],
+                    k_init, init_named("glorot_uniform"))
+                put(S, f"{cell}/recurrent_kernel", f"recurrent_kernel{sfx}" if gru else f"weight_hh{tsfx}",
+                    [G * H, H], [1, 0], r_init, init_named("orthogonal"))
+                if l["bias"]:
+                    logical = [2, G * H] if gru and l.get("reset_after", True) else [G * H]
+                    put(S, f"{cell}/bias", f"bias{sfx}", logical, None, b_init, init_named("zeros"), is_bias=True)
+                    if t == "lstm" and l.get("unit_forget_bias", True):
+                        out[-1].const_range = (H, 2 * H, 1.0)
+            else:
+                gates = {"lstm": [("ii", 1, 0), ("if", 1, 0), ("ig", 1, 0), ("io", 1, 0),
+                                  ("hi", 0, 1), ("hf", 0, 1), ("hg", 0, 1), ("ho", 0, 1)],
+                         "gru": [("ir", 1, 1), ("iz", 1, 1), ("in", 1, 1), ("hr", 0, 0), ("hz", 0, 0), ("hn", 0, 1)],
+                         "rnn": [("i", 1, 1), ("h", 0, 0)]}[t]
+                for g, is_input, has_bias in gates:
+                    if is_input:
+                        put(S, f"{g}/kernel", f"{g}/kernel{sfx}", [H, inp], [1, 0], k_init, init_named("lecun_normal"))
+                    else:
+                        put(S, f"{g}/kernel", f"{g}/kernel{sfx}", [H, H], [1, 0], r_init, init_named("orthogonal"))
+                    if has_bias:
+                        put(S, f"{g}/bias", f"{g}/bias{sfx}", [H], None, b_init, init_named("zeros"), is_bias=True)
+
+
+def attention(l, fw, prefix, put, weight_default):
+    E, h = l["embed_dim"], l["num_heads"]
+    k_init, b_init = l.get("kernel_initializer"), l.get("bias_initializer")
+    if fw == "pytorch":
+        xav = init_named("xavier_uniform")
+        items = []
+        if l["kdim"] == E and l["vdim"] == E:
+            items.append(("in_proj_weight", [3 * E, E], xav, False))
+        else:
+            items += [("q_proj_weight", [E, E], xav, False), ("k_proj_weight", [E, l["kdim"]], xav, False),
+                      ("v_proj_weight", [E, l["vdim"]], xav, False)]
+        if l["bias"]:
+            items.append(("in_proj_bias", [3 * E], init_named("zeros"), True))
+        items.append(("out_proj.weight", [E, E], weight_default(), False))
+        if l["bias"]:
+            items.append(("out_proj.bias", [E], init_named("zeros"), True))
+        for n, logical, default, is_bias in items:
+            put(prefix, n, n, logical, None, b_init if is_bias else k_init, default, is_bias=is_bias)
+        if l["add_bias_kv"]:
+            for n in ("bias_k", "bias_v"):
+                put(prefix, n, n, [1, 1, E], None, None, init_named("xavier_normal"))
+        return
+    d = E // h
+    default = init_named("glorot_uniform" if fw == "keras" else "lecun_normal")
+    zeros = init_named("zeros")
+    for n, inp in (("query", E), ("key", l["kdim"]), ("value", l["vdim"])):
+        put(prefix, f"{n}/kernel", f"{n}/kernel", [inp, h, d], None, k_init, default, (float(inp), float(h * d)))
+        if l["bias"]:
+            put(prefix, f"{n}/bias", f"{n}/bias", [h, d], None, b_init, zeros, (float(h * d), float(h * d)), True)
+    o = "attention_output" if fw == "keras" else "out"
+    put(prefix, f"{o}/kernel", "output/kernel", [h, d, E], None, k_init, default, (float(h * d), float(E)))
+    if l["bias"]:
+        put(prefix, f"{o}/bias", "output/bias", [E], None, b_init, zeros, None, True)
 
 
 def activation_for(layers, i):
@@ -936,6 +1234,30 @@ def plan(r: dict) -> list[Tensor]:
             b = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
             return init_named("uniform", low=-b, high=b)
 
+        def put(pfx, tail, role, logical, perm, requested, default, fixed_fans=None, is_bias=False):
+            shape = [logical[a] for a in perm] if perm else list(logical)
+            if requested is not None and requested["name"] == "auto" and is_bias:
+                spec = init_named("zeros")
+            elif requested is not None:
+                spec = requested
+            else:
+                spec = default
+            res = resolve(spec, fw, shape, act, fixed_fans)
+            name = {"pytorch": f"{pfx}.{tail}", "keras": f"{pfx}/{tail}", "flax": f"params/{pfx}/{tail}"}[fw]
+            out.append(Tensor(name, dtype, logical, perm, f"layer/{layer_id}/{role}", res))
+
+        def nxt(base):
+            c = counts.get(base, 0)
+            counts[base] = c + 1
+            return (base if c == 0 else f"{base}_{c}") if fw == "keras" else f"{base}_{c}"
+
+        if t in ("rnn", "lstm", "gru"):
+            recurrent(l, fw, prefix, put, nxt, out)
+            continue
+        if t == "multihead_attention":
+            attention(l, fw, prefix, put, weight_default)
+            continue
+
         if t == "dense":
             perm = None if fw == "pytorch" else [1, 0]
             add("weight", [l["out_features"], l["in_features"]], perm, l.get("kernel_initializer"), weight_default())
@@ -974,6 +1296,8 @@ def plan(r: dict) -> list[Tensor]:
                 add("running_var", shape, None, None, init_named("ones"))
                 if fw == "pytorch":
                     add("num_batches_tracked", [], None, None, init_named("zeros"), dt="int64")
+    if r.get("hf") is not None:
+        out.extend(hf_tensors(r["hf"], r["dtype"]))
     for t in r["tensors"]:
         ff = None
         if "fan_in" in t or "fan_out" in t:
@@ -982,11 +1306,21 @@ def plan(r: dict) -> list[Tensor]:
             else:
                 fi, fo = fans(fw, t["shape"])
                 ff = (float(t.get("fan_in", fi)), float(t.get("fan_out", fo)))
-        res = resolve(t["init"], fw, t["shape"], None, ff)
-        out.append(Tensor(t["name"], t.get("dtype", r["dtype"]), t["shape"], None, f"tensor/{t['name']}", res))
+        shape, logical, perm = t["shape"], t["shape"], None
+        if t["init"]["name"] in STRUCTURED and fw != "pytorch" and len(shape) >= 2:
+            n = len(shape)
+            logical = [shape[n - 1], shape[n - 2], *shape[: n - 2]]
+            perm = [*range(2, n), 1, 0]
+        res = resolve(t["init"], fw, shape, None, ff)
+        out.append(Tensor(t["name"], t.get("dtype", r["dtype"]), logical, perm, f"tensor/{t['name']}", res))
     names = [t.name for t in out]
     if len(set(names)) != len(names):
         raise Unsupported("duplicate names")
+    if r.get("only") is not None:
+        pats = [glob_regex(p) for p in r["only"]]
+        out = [t for t in out if any(p.fullmatch(t.name) for p in pats)]
+    if r.get("shard") is not None:
+        shard(r["shard"], out)
     for t in out:
         m = t.resolved.source.max_abs()
         limit = 65504.0 if t.dtype == "float16" else float(np.finfo(np.float32).max) * (1.0 - 1e-7)
@@ -995,6 +1329,306 @@ def plan(r: dict) -> list[Tensor]:
     rank = {"int64": 20, "float64": 19, "float32": 17, "bfloat16": 14, "float16": 13}
     out.sort(key=lambda t: (-rank[t.dtype], t.name.encode("utf-8")))
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# Orthogonal: the blocked Householder QR exactly as the document orders it (f64, exact fma)
+
+from fractions import Fraction  # noqa: E402
+
+
+def fma(x: float, y: float, z: float) -> float:
+    """IEEE fusedMultiplyAdd: x·y + z rounded once (float(Fraction) rounds correctly)."""
+    if x == 0.0 or y == 0.0:
+        return z + 0.0 * 0.0 if z != 0.0 else 0.0 + z  # x·y is ±0: the sum is z (±0 + +0 = +0)
+    return float(Fraction(x) * Fraction(y) + Fraction(z))
+
+
+QR_B = 64
+
+
+def householder_q(M: list[list[float]], m: int, n: int) -> list[list[float]]:
+    """Thin Q (m × n) of M (m ≥ n), with R's diagonal made positive."""
+    M = [row[:] for row in M]
+    panels = []  # (j0, w, V, T)
+    alphas = [0.0] * n
+    for j0 in range(0, n, QR_B):
+        w = min(QR_B, n - j0)
+        rows = m - j0
+        P = [[M[j0 + r][j0 + a] for a in range(w)] for r in range(rows)]
+        betas = [0.0] * w
+        for k in range(w):
+            acc = 0.0
+            for r in range(k, rows):
+                acc = acc + P[r][k] * P[r][k]
+            norm = math.sqrt(acc)
+            alpha = -norm if P[k][k] >= 0 else norm
+            alphas[j0 + k] = alpha
+            P[k][k] = P[k][k] - alpha
+            vn2 = 0.0
+            for r in range(k, rows):
+                vn2 = vn2 + P[r][k] * P[r][k]
+            if vn2 == 0.0:
+                betas[k] = 0.0
+                continue
+            beta = 2.0 / vn2
+            betas[k] = beta
+            for j in range(k + 1, w):
+                acc = 0.0
+                for r in range(k, rows):
+                    acc = acc + P[r][k] * P[r][j]
+                s_j = beta * acc
+                for r in range(k, rows):
+                    P[r][j] = P[r][j] - s_j * P[r][k]
+        V = [[P[r][a] if r >= a else 0.0 for a in range(w)] for r in range(rows)]
+        G = [[0.0] * w for _ in range(w)]
+        for a in range(w):
+            for b in range(w):
+                acc = 0.0
+                for r in range(rows):
+                    acc = acc + V[r][a] * V[r][b]
+                G[a][b] = acc
+        T = [[0.0] * w for _ in range(w)]
+        for i in range(w):
+            T[i][i] = betas[i]
+            for a in range(i):
+                acc = 0.0
+                for b in range(a, i):
+                    acc = acc + T[a][b] * G[b][i]
+                T[a][i] = -betas[i] * acc
+        # the panel's own columns of M are not needed again; write R's part back for clarity
+        cols = list(range(j0 + w, n))
+        if cols:
+            C = [[M[j0 + r][j] for j in cols] for r in range(rows)]
+            W1 = [[0.0] * len(cols) for _ in range(w)]
+            for a in range(w):
+                for jj in range(len(cols)):
+                    acc = 0.0
+                    for r in range(rows):
+                        acc = fma(V[r][a], C[r][jj], acc)
+                    W1[a][jj] = acc
+            W2 = [[0.0] * len(cols) for _ in range(w)]
+            for a in range(w):
+                for jj in range(len(cols)):
+                    acc = 0.0
+                    for b in range(0, a + 1):
+                        acc = acc + T[b][a] * W1[b][jj]
+                    W2[a][jj] = acc
+            for r in range(rows):
+                for jj, j in enumerate(cols):
+                    acc = 0.0
+                    for a in range(w):
+                        acc = fma(V[r][a], W2[a][jj], acc)
+                    M[j0 + r][j] = C[r][jj] - acc
+        panels.append((j0, w, V, T))
+    Q = [[1.0 if i == j else 0.0 for j in range(n)] for i in range(m)]
+    for j0, w, V, T in reversed(panels):
+        rows = m - j0
+        cols = list(range(j0, n))
+        D = [[Q[j0 + r][j] for j in cols] for r in range(rows)]
+        W1 = [[0.0] * len(cols) for _ in range(w)]
+        for a in range(w):
+            for jj in range(len(cols)):
+                acc = 0.0
+                for r in range(rows):
+                    acc = fma(V[r][a], D[r][jj], acc)
+                W1[a][jj] = acc
+        W2 = [[0.0] * len(cols) for _ in range(w)]
+        for a in range(w):
+            for jj in range(len(cols)):
+                acc = 0.0
+                for b in range(a, w):
+                    acc = acc + T[a][b] * W1[b][jj]
+                W2[a][jj] = acc
+        for r in range(rows):
+            for jj, j in enumerate(cols):
+                acc = 0.0
+                for a in range(w):
+                    acc = fma(V[r][a], W2[a][jj], acc)
+                Q[j0 + r][j] = D[r][jj] - acc
+    for k in range(n):
+        if alphas[k] < 0:
+            for i in range(m):
+                Q[i][k] = -Q[i][k]
+    return Q
+
+
+def orthogonal_matrix(seed: int, stream: int, rows: int, cols: int, gain: float) -> list[list[float]]:
+    a = Normal(0.0, 1.0).values(seed, stream, rows * cols).astype(np.float64).reshape(rows, cols)
+    if rows < cols:
+        q = householder_q(a.T.tolist(), cols, rows)
+        return [[gain * q[c][r] for c in range(cols)] for r in range(rows)]
+    q = householder_q(a.tolist(), rows, cols)
+    return [[gain * q[r][c] for c in range(cols)] for r in range(rows)]
+
+
+class Orthogonal:
+    def __init__(self, gain):
+        self.gain = gain
+
+    def values(self, seed, stream, n, logical=None):
+        rows = logical[0]
+        cols = int(np.prod(logical[1:], dtype=np.int64))
+        q = orthogonal_matrix(seed, stream, rows, cols, self.gain)
+        return np.array(q, dtype=np.float64).astype(np.float32).reshape(-1)
+
+    def max_abs(self):
+        return abs(self.gain)
+
+
+class DeltaOrthogonal:
+    def __init__(self, scale):
+        self.scale = scale
+
+    def values(self, seed, stream, n, logical=None):
+        out_c, in_c, *k = logical
+        q = np.array(orthogonal_matrix(seed, stream, out_c, in_c, self.scale), dtype=np.float64)
+        w = np.zeros(logical, dtype=np.float32)
+        centre = tuple((kd - 1) // 2 for kd in k)
+        for o in range(out_c):
+            for i in range(in_c):
+                w[(o, i, *centre)] = np.float32(q[o, i])
+        return w.reshape(-1)
+
+    def max_abs(self):
+        return abs(self.scale)
+
+
+# --------------------------------------------------------------------------------------------
+# hf_config
+
+HF_CLASSES = {"LlamaForCausalLM": "llama", "LlamaModel": "llama", "MistralForCausalLM": "mistral",
+              "MistralModel": "mistral", "Qwen2ForCausalLM": "qwen2", "Qwen2Model": "qwen2",
+              "GPT2LMHeadModel": "gpt2", "GPT2Model": "gpt2", "BertForMaskedLM": "bert", "BertModel": "bert"}
+HF_HEAD = {"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM",
+           "gpt2": "GPT2LMHeadModel", "bert": "BertForMaskedLM"}
+
+
+def parse_hf(cfg: dict) -> dict:
+    """The canonical hf_config (architectures, model_type and the family's keys, resolved)."""
+    arch = (cfg.get("architectures") or [None])[0] or HF_HEAD[cfg["model_type"]]
+    mt = HF_CLASSES[arch]
+    g = lambda *keys, default=None: next((cfg[k] for k in keys if cfg.get(k) is not None), default)
+    out = {"architectures": [arch], "model_type": mt}
+    if mt in ("llama", "mistral", "qwen2"):
+        dv, di, dkv = {"llama": (32000, 11008, None), "mistral": (32000, 14336, 8), "qwen2": (151936, 22016, 32)}[mt]
+        h, n = g("hidden_size", default=4096), g("num_attention_heads", default=32)
+        out.update(vocab_size=g("vocab_size", default=dv), hidden_size=h,
+                   intermediate_size=g("intermediate_size", default=di),
+                   num_hidden_layers=g("num_hidden_layers", default=32), num_attention_heads=n,
+                   num_key_value_heads=g("num_key_value_heads", default=dkv or n),
+                   head_dim=g("head_dim", default=h // n),
+                   attention_bias=mt == "llama" and bool(g("attention_bias", default=False)),
+                   mlp_bias=mt == "llama" and bool(g("mlp_bias", default=False)),
+                   tie_word_embeddings=bool(g("tie_word_embeddings", default=False)),
+                   pad_token_id=g("pad_token_id"))
+    elif mt == "gpt2":
+        e = g("n_embd", "hidden_size", default=768)
+        out.update(vocab_size=g("vocab_size", default=50257), n_positions=g("n_positions", "max_position_embeddings", default=1024),
+                   n_embd=e, n_layer=g("n_layer", "num_hidden_layers", default=12),
+                   n_head=g("n_head", "num_attention_heads", default=12), n_inner=g("n_inner", default=4 * e),
+                   tie_word_embeddings=bool(g("tie_word_embeddings", default=True)))
+    else:
+        out.update(vocab_size=g("vocab_size", default=30522), hidden_size=g("hidden_size", default=768),
+                   num_hidden_layers=g("num_hidden_layers", default=12), num_attention_heads=g("num_attention_heads", default=12),
+                   intermediate_size=g("intermediate_size", default=3072),
+                   max_position_embeddings=g("max_position_embeddings", default=512),
+                   type_vocab_size=g("type_vocab_size", default=2),
+                   pad_token_id=(0 if "pad_token_id" not in cfg else cfg["pad_token_id"]),
+                   tie_word_embeddings=bool(g("tie_word_embeddings", default=True)))
+    ir = cfg.get("initializer_range")
+    out["initializer_range"] = None if ir is None else F64(float(ir))
+    return out
+
+
+def hf_tensors(c: dict, dtype: str) -> list:
+    """(name, shape, init spec, zero row) of every tensor, from the document's table."""
+    arch, mt = c["architectures"][0], c["model_type"]
+    ir = c["initializer_range"]
+    sigma = 0.02 if ir is None or float(ir) == 0.0 else float(ir)
+    N = lambda s: init_named("normal", std=s)
+    Z, O = init_named("zeros"), init_named("ones")
+    out = []
+    t = lambda name, shape, spec, zero_row=None: out.append((name, shape, spec, zero_row))
+    if mt in ("llama", "mistral", "qwen2"):
+        head = arch.endswith("ForCausalLM")
+        p = "model." if head else ""
+        h, I, hd = c["hidden_size"], c["intermediate_size"], c["head_dim"]
+        q, kv = c["num_attention_heads"] * hd, c["num_key_value_heads"] * hd
+        qkv_bias = c["attention_bias"] or mt == "qwen2"
+        t(f"{p}embed_tokens.weight", [c["vocab_size"], h], N(sigma), c["pad_token_id"])
+        for l in range(c["num_hidden_layers"]):
+            a = f"{p}layers.{l}.self_attn"
+            for proj, rows in (("q_proj", q), ("k_proj", kv), ("v_proj", kv)):
+                t(f"{a}.{proj}.weight", [rows, h], N(sigma))
+                if qkv_bias:
+                    t(f"{a}.{proj}.bias", [rows], Z)
+            t(f"{a}.o_proj.weight", [h, q], N(sigma))
+            if c["attention_bias"]:
+                t(f"{a}.o_proj.bias", [h], Z)
+            for proj, shape in (("gate_proj", [I, h]), ("up_proj", [I, h]), ("down_proj", [h, I])):
+                t(f"{p}layers.{l}.mlp.{proj}.weight", shape, N(sigma))
+                if c["mlp_bias"]:
+                    t(f"{p}layers.{l}.mlp.{proj}.bias", [shape[0]], Z)
+            t(f"{p}layers.{l}.input_layernorm.weight", [h], O)
+            t(f"{p}layers.{l}.post_attention_layernorm.weight", [h], O)
+        t(f"{p}norm.weight", [h], O)
+        if head and not c["tie_word_embeddings"]:
+            t("lm_head.weight", [c["vocab_size"], h], N(sigma))
+    elif mt == "gpt2":
+        head = arch == "GPT2LMHeadModel"
+        p = "transformer." if head else ""
+        raw = 0.02 if ir is None else float(ir)
+        e, inner = c["n_embd"], c["n_inner"]
+        proj = raw / math.sqrt(2.0 * c["n_layer"])
+        t(f"{p}wte.weight", [c["vocab_size"], e], N(sigma))
+        t(f"{p}wpe.weight", [c["n_positions"], e], N(sigma))
+        for l in range(c["n_layer"]):
+            b = f"{p}h.{l}"
+            for ln in ("ln_1", "ln_2"):
+                t(f"{b}.{ln}.weight", [e], O)
+                t(f"{b}.{ln}.bias", [e], Z)
+            t(f"{b}.attn.c_attn.weight", [e, 3 * e], N(raw))
+            t(f"{b}.attn.c_attn.bias", [3 * e], Z)
+            t(f"{b}.attn.c_proj.weight", [e, e], N(proj))
+            t(f"{b}.attn.c_proj.bias", [e], Z)
+            t(f"{b}.mlp.c_fc.weight", [e, inner], N(raw))
+            t(f"{b}.mlp.c_fc.bias", [inner], Z)
+            t(f"{b}.mlp.c_proj.weight", [inner, e], N(proj))
+            t(f"{b}.mlp.c_proj.bias", [e], Z)
+        t(f"{p}ln_f.weight", [e], O)
+        t(f"{p}ln_f.bias", [e], Z)
+        if head and not c["tie_word_embeddings"]:
+            t("lm_head.weight", [c["vocab_size"], e], N(sigma))
+    else:
+        mlm = arch == "BertForMaskedLM"
+        p = "bert." if mlm else ""
+        h, i = c["hidden_size"], c["intermediate_size"]
+        ln = lambda base: (t(f"{base}.LayerNorm.weight", [h], O), t(f"{base}.LayerNorm.bias", [h], Z))
+        dense = lambda base, o, i_: (t(f"{base}.weight", [o, i_], N(sigma)), t(f"{base}.bias", [o], Z))
+        t(f"{p}embeddings.word_embeddings.weight", [c["vocab_size"], h], N(sigma), c["pad_token_id"])
+        t(f"{p}embeddings.position_embeddings.weight", [c["max_position_embeddings"], h], N(sigma))
+        t(f"{p}embeddings.token_type_embeddings.weight", [c["type_vocab_size"], h], N(sigma))
+        ln(f"{p}embeddings")
+        for l in range(c["num_hidden_layers"]):
+            b = f"{p}encoder.layer.{l}"
+            for q in ("query", "key", "value"):
+                dense(f"{b}.attention.self.{q}", h, h)
+            dense(f"{b}.attention.output.dense", h, h)
+            ln(f"{b}.attention.output")
+            dense(f"{b}.intermediate.dense", i, h)
+            dense(f"{b}.output.dense", h, i)
+            ln(f"{b}.output")
+        if mlm:
+            t("cls.predictions.bias", [c["vocab_size"]], Z)
+            dense("cls.predictions.transform.dense", h, h)
+            ln("cls.predictions.transform")
+            if not c["tie_word_embeddings"]:
+                t("cls.predictions.decoder.weight", [c["vocab_size"], h], N(sigma))
+        else:
+            dense("pooler.dense", h, h)
+    return [Tensor(n, dtype, shape, None, f"hf/{n}", resolve(spec, "pytorch", shape, None), zr)
+            for n, shape, spec, zr in out]
 
 
 # --------------------------------------------------------------------------------------------
@@ -1029,6 +1663,9 @@ def safetensors_file(req: dict, version: str) -> bytes:
     tensors = plan(r)
     meta = {"format": "pt", "paraminit.algorithm": "paraminit-v1", "paraminit.framework": r["framework"],
             "paraminit.request": canonical(r), "paraminit.seed": str(r["seed"]), "paraminit.version": version}
+    slices = {t.name: t.slice_json() for t in tensors if t.slice is not None}
+    if slices:
+        meta["paraminit.slices"] = dumps(slices)
     h = "{" + json_str("__metadata__") + ":{" + ",".join(json_str(k) + ":" + json_str(meta[k]) for k in sorted(meta)) + "}"
     data, off = [], 0
     for t in tensors:
@@ -1106,6 +1743,7 @@ def json_body(req: dict, version: str) -> bytes:
             nums = [str(int(x)) for x in v]
         parts.append(("," if i else "") + "\n" + '{"name":' + json_str(t.name) + ',"dtype":' + json_str(t.dtype) +
                      ',"shape":[' + ",".join(map(str, t.shape)) + '],"init":' + t.resolved.info_json() +
+                     (',"slice":' + dumps(t.slice_json()) if t.slice is not None else "") +
                      ',"data":[' + ",".join(nums) + "]}")
     parts.append("\n]}\n")
     return "".join(parts).encode("utf-8")

@@ -100,11 +100,3 @@ impl Metrics {
         });
     }
 }
-
-/// The value of an unlabelled gauge in rendered text (for tests and `/readyz`).
-pub fn gauge_value(text: &str, name: &str) -> Option<f64> {
-    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
-        let (k, v) = l.split_once(' ')?;
-        (k == name).then(|| v.trim().parse().ok()).flatten()
-    })
-}

@@ -1,5 +1,7 @@
-//! The HTTP edge (SPEC §1, §3, §5, §6): routes, negotiation, streaming, errors, metrics and
-//! graceful shutdown around the synchronous core.
+//! The HTTP edge (SPEC §1, §3, §5, §6) around the synchronous core: the routes and their
+//! handlers, the accept loop (our own, on hyper-util), the panic hook, signal handling and
+//! graceful shutdown, and the `healthcheck` client; negotiation, ranges, streaming, errors,
+//! metrics and middleware live in the submodules.
 
 pub mod errors;
 pub mod metrics;

@@ -1,6 +1,6 @@
-//! Initializer math: fan rules of each framework, PyTorch's gain table, each framework's layer
-//! defaults, `auto`, and the resolution of a requested initializer on a concrete tensor into the
-//! numbers (bounds, std, fans) that drive the sampler.
+//! Initializer math: fan rules of each framework, PyTorch's gain table, `auto`, and the
+//! resolution of a requested initializer on a concrete tensor into the numbers (bounds, std,
+//! fans) that drive the sampler. (The framework layer defaults live in `plan` for now.)
 //!
 //! Formulas follow `torch/nn/init.py` (PyTorch 2.11), `keras/src/initializers/*.py` (Keras 3)
 //! and `jax/_src/nn/initializers.py` (used by Flax); see `../shared/reference/initializers.md`.

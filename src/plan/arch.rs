@@ -1,6 +1,6 @@
 //! Tensors of recurrent (`rnn`, `lstm`, `gru`) and `multihead_attention` layers, per framework:
 //! names, shapes, layouts, default initializers and stream identities. See
-//! docs/determinism.md, "Recurrent and attention layers".
+//! docs/determinism.md, "Recurrent layers" and "Multi-head attention".
 
 use super::{Draft, LayerCtx, Layout, named, weight_default};
 use crate::error::{ErrorCode, Result, SpecError};

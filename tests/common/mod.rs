@@ -84,5 +84,13 @@ pub fn assert_envelope(v: &Value, code: &str, path: Option<&str>) {
 pub async fn metric(app: &Router, name: &str) -> Option<f64> {
     let res = send(app, get("/metrics")).await;
     let text = String::from_utf8(body_bytes(res).await).unwrap();
-    paraminit::http::metrics::gauge_value(&text, name)
+    gauge_value(&text, name)
+}
+
+/// The value of an unlabelled gauge in rendered Prometheus text.
+pub fn gauge_value(text: &str, name: &str) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let (k, v) = l.split_once(' ')?;
+        (k == name).then(|| v.trim().parse().ok()).flatten()
+    })
 }
