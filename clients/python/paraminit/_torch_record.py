@@ -592,7 +592,10 @@ def _patch_transformers(rec: "Recorder") -> None:
     if cls is None or probe is None:
         ctx.hf_undo = ()
         return
-    orig = cls.__dict__["init_weights"]
+    orig = cls.__dict__.get("init_weights")
+    if orig is None:
+        ctx.hf_undo = ()
+        return
 
     @functools.wraps(orig)
     def init_weights(self, *args, **kwargs):
