@@ -429,6 +429,19 @@ class Recorder(TorchFunctionMode):
                         return law_op(new, f"{what} of a recorded tensor", shape)
             if name in _COPIES and tuple(target.shape) == shape:
                 return self.copy_of(target, what)
+            if name == "pad":
+                # F.pad: transformers' tie_weights pads a decoder bias to the vocabulary size
+                # (by nothing, usually); padding a constant with the same constant keeps it one.
+                amounts = args[1] if len(args) > 1 else kwargs.get("pad", ())
+                mode = args[2] if len(args) > 2 else kwargs.get("mode", "constant")
+                value = args[3] if len(args) > 3 else kwargs.get("value", None)
+                value = 0.0 if value is None else _scalar(value)
+                if all(a == 0 for a in amounts):
+                    return self.copy_of(target, what)
+                law = self.simple_law(target)
+                if mode == "constant" and law is not None and law[0] == "constant" \
+                        and value is not None and law[1]["value"] == value:
+                    return Op("const", what, value=value)
         return Op("unrec", what)
 
     def _inplace_op(self, name, func, target, args, kwargs):
@@ -592,7 +605,10 @@ def _patch_transformers(rec: "Recorder") -> None:
     if cls is None or probe is None:
         ctx.hf_undo = ()
         return
-    orig = cls.__dict__["init_weights"]
+    orig = cls.__dict__.get("init_weights")
+    if orig is None:
+        ctx.hf_undo = ()
+        return
 
     @functools.wraps(orig)
     def init_weights(self, *args, **kwargs):

@@ -77,6 +77,14 @@ def tiny_gemma():
     return AutoModelForCausalLM.from_config(cfg)
 
 
+def tiny_bert():
+    from transformers import AutoModelForMaskedLM, BertConfig
+
+    cfg = BertConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                     intermediate_size=128, vocab_size=300, max_position_embeddings=64)
+    return AutoModelForMaskedLM.from_config(cfg)
+
+
 def _tv(name):
     def build():
         import torchvision
@@ -102,6 +110,7 @@ MODELS = {
     "vit_b_16": (_tv("vit_b_16"), lambda: (torch.randn(1, 3, 224, 224),), 2),
     "gpt_neox": (tiny_gpt_neox, lambda: (torch.randint(1, 500, (1, 6)),), 3),
     "gemma": (tiny_gemma, lambda: (torch.randint(1, 500, (1, 6)),), 3),
+    "bert": (tiny_bert, lambda: (torch.randint(1, 300, (1, 6)),), 3),
 }
 
 SAMPLE = 20_000  # values per tensor and source compared (a fixed-stride subsample beyond)
