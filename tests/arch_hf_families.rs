@@ -355,3 +355,71 @@ fn canonical_form_is_a_fixed_point_for_every_class() {
         assert_eq!(again.to_canonical_json(), c1, "{class}");
     }
 }
+
+#[test]
+fn huge_sizes_in_any_family_are_refused_not_panics() {
+    use paraminit::plan::{self, Limits};
+    let limits = Limits {
+        max_tensors: 10_000,
+        max_elements: 1 << 32,
+        max_response_bytes: 1 << 36,
+    };
+    let keys = [
+        "vocab_size",
+        "hidden_size",
+        "intermediate_size",
+        "num_attention_heads",
+        "num_key_value_heads",
+        "head_dim",
+        "moe_intermediate_size",
+        "shared_expert_intermediate_size",
+        "n_embd",
+        "n_inner",
+        "dim",
+        "hidden_dim",
+        "d_model",
+        "d_kv",
+        "d_ff",
+        "num_heads",
+        "relative_attention_num_buckets",
+        "image_size",
+        "max_position_embeddings",
+        "n_positions",
+        "num_labels",
+        "pooler_output_size",
+    ];
+    for case in fixtures()["cases"].as_array().unwrap() {
+        let class = case["class"].as_str().unwrap();
+        for key in keys {
+            if case["config"].get(key).is_none() {
+                continue;
+            }
+            let mut c = case["config"].clone();
+            c[key] = json!(1u64 << 40);
+            if key == "num_labels" {
+                c.as_object_mut().unwrap().remove("id2label");
+            }
+            // A 422 at parse (inconsistent sizes) or a limit at planning, never a panic; or,
+            // for a key the class does not read (max_position_embeddings of a rotary model),
+            // the unchanged plan.
+            if let Ok(r) = spec::parse(&req(&c, 1)) {
+                match plan::build(r, &limits) {
+                    Err(e) => assert!(
+                        matches!(e.code.as_str(), "limit_exceeded" | "size_overflow"),
+                        "{class} {key}: {e}"
+                    ),
+                    Ok(p) => {
+                        let base = support::plan(&req(&case["config"], 1));
+                        let shapes = |p: &paraminit::plan::Plan| {
+                            p.tensors
+                                .iter()
+                                .map(|t| (t.name.clone(), t.shape.clone()))
+                                .collect::<Vec<_>>()
+                        };
+                        assert_eq!(shapes(&p), shapes(&base), "{class} {key}: accepted");
+                    }
+                }
+            }
+        }
+    }
+}
