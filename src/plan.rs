@@ -1148,29 +1148,19 @@ fn select(req: &Request, drafts: Vec<Draft>) -> Result<Vec<Draft>> {
     let Some(patterns) = &req.only else {
         return Ok(drafts);
     };
-    let mut matchers = Vec::with_capacity(patterns.len());
-    for (i, p) in patterns.iter().enumerate() {
-        let m = crate::spec::glob(p).map_err(|e| {
-            SpecError::new(
-                ErrorCode::InvalidValue,
-                index("only", i),
-                format!("not a valid glob pattern: {e}"),
-            )
-        })?;
-        matchers.push(m);
-    }
+    // One compiled set, matched once per tensor: O(tensors) set lookups, not
+    // O(tensors × patterns) regex runs.
+    let set = crate::spec::glob_set(patterns.iter().map(String::as_str), "only")?;
     let mut used = vec![false; patterns.len()];
+    let mut hits = Vec::new();
     let kept: Vec<Draft> = drafts
         .into_iter()
         .filter(|d| {
-            let mut keep = false;
-            for (i, m) in matchers.iter().enumerate() {
-                if m.is_match(&d.name) {
-                    used[i] = true;
-                    keep = true;
-                }
+            set.matches_into(&d.name, &mut hits);
+            for &i in &hits {
+                used[i] = true;
             }
-            keep
+            !hits.is_empty()
         })
         .collect();
     if let Some(i) = used.iter().position(|u| !u) {
@@ -1199,35 +1189,31 @@ fn shard(req: &Request, mut drafts: Vec<Draft>) -> Result<Vec<Draft>> {
     let Some(sh) = &req.shard else {
         return Ok(drafts);
     };
-    let mut rules = Vec::with_capacity(sh.dims.len());
-    for (p, d) in &sh.dims {
-        let path = format!(
-            "shard.dims[{}]",
-            serde_json::to_string(p).unwrap_or_default()
-        );
-        let m = crate::spec::glob(p).map_err(|e| {
-            SpecError::new(
-                ErrorCode::InvalidValue,
-                &path,
-                format!("not a valid glob pattern: {e}"),
-            )
-        })?;
-        rules.push((p.as_str(), m, *d, path));
-    }
+    let rules: Vec<(&str, Option<i64>, String)> = sh
+        .dims
+        .iter()
+        .map(|(p, d)| {
+            let path = format!(
+                "shard.dims[{}]",
+                serde_json::to_string(p).unwrap_or_default()
+            );
+            (p.as_str(), *d, path)
+        })
+        .collect();
+    let set = crate::spec::glob_set(rules.iter().map(|r| r.0), "shard.dims")?;
+    let mut hits = Vec::new();
     for d in &mut drafts {
         // The most specific matching pattern wins: an exact name, else the longest pattern;
         // ties go to the first in byte order.
         let literal = |p: &str| !p.contains(['*', '?', '[', '{', '\\']);
-        let rule = rules
-            .iter()
-            .filter(|(_, m, ..)| m.is_match(&d.name))
-            .max_by(|a, b| {
-                (literal(a.0), a.0.len())
-                    .cmp(&(literal(b.0), b.0.len()))
-                    .then_with(|| b.0.cmp(a.0))
-            });
+        set.matches_into(&d.name, &mut hits);
+        let rule = hits.iter().map(|&i| &rules[i]).max_by(|a, b| {
+            (literal(a.0), a.0.len())
+                .cmp(&(literal(b.0), b.0.len()))
+                .then_with(|| b.0.cmp(a.0))
+        });
         let (axis, path) = match rule {
-            Some((_, _, axis, path)) => (*axis, path.clone()),
+            Some((_, axis, path)) => (*axis, path.clone()),
             None => (sh.dim, "shard.dim".to_string()),
         };
         let Some(axis) = axis else { continue };

@@ -263,3 +263,47 @@ fn a_cancelled_plan_stops_at_the_next_tensor() {
     assert!(plan::build_cancellable(r.clone(), &DEFAULT, &cancel).is_err());
     assert!(plan::build_cancellable(r, &DEFAULT, &plan::Cancel::new()).is_ok());
 }
+
+#[test]
+fn glob_patterns_are_bounded_and_compiled_once() {
+    let long = "a*".repeat(50_000);
+    let e = spec::parse(&json!({"seed": 1, "tensors": [{"name": "a", "shape": [1], "init": "zeros"}], "only": [long]})).unwrap_err();
+    assert_eq!(
+        (e.code.as_str(), e.path.as_deref()),
+        ("limit_exceeded", Some("only[0]"))
+    );
+    assert!(
+        e.message.len() < 200,
+        "the message must not repeat the pattern"
+    );
+    let e = spec::parse(
+        &json!({"seed": 1, "tensors": [{"name": "a", "shape": [2], "init": "zeros"}],
+        "shard": {"world_size": 2, "rank": 0, "dims": {long.clone(): 0}}}),
+    )
+    .unwrap_err();
+    assert_eq!(e.code.as_str(), "limit_exceeded");
+    assert!(e.path.unwrap().len() < 100);
+    let many: Vec<String> = (0..paraminit::spec::MAX_PATTERNS + 1)
+        .map(|i| format!("t{i}"))
+        .collect();
+    let e = spec::parse(&json!({"seed": 1, "tensors": [{"name": "a", "shape": [1], "init": "zeros"}], "only": many})).unwrap_err();
+    assert_eq!(
+        (e.code.as_str(), e.path.as_deref()),
+        ("limit_exceeded", Some("only"))
+    );
+    // The largest allowed list against many tensors answers, and `only` still means what it
+    // meant: every pattern must match, the kept tensors are the matching ones.
+    let tensors: Vec<Value> = (0..4096)
+        .map(|i| json!({"name": format!("t{i}"), "shape": [1], "init": "zeros"}))
+        .collect();
+    let mut only: Vec<String> = (0..4095).map(|i| format!("t{i}")).collect();
+    only.push("t409?".into());
+    let p = support::plan(&json!({"seed": 1, "tensors": tensors.clone(), "only": only}));
+    assert_eq!(p.tensors.len(), 4096);
+    let r = spec::parse(&json!({"seed": 1, "tensors": tensors, "only": ["t1", "nope*"]})).unwrap();
+    let e = plan::build(r, &DEFAULT).unwrap_err();
+    assert_eq!(
+        (e.code.as_str(), e.path.as_deref()),
+        ("no_match", Some("only[1]"))
+    );
+}

@@ -186,6 +186,33 @@ impl FromRequest<super::AppState> for SpecBody {
         {
             return Err(too_large(Some(len)));
         }
+        // The bytes this body may take are reserved before it is read (its announced length,
+        // else the limit), so bodies being received hold at most
+        // PARAMINIT_MAX_BODY_BYTES_IN_FLIGHT at once; past it, 503 like a busy slot.
+        let announced = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let reserve = announced.unwrap_or(limit as u64).clamp(1, limit as u64) as u32;
+        let _bytes = state
+            .body_bytes
+            .clone()
+            .try_acquire_many_owned(reserve)
+            .map_err(|_| {
+                state.metrics.job_rejected();
+                let mut e = ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    codes::BUSY,
+                    format!(
+                        "{} bytes of request bodies are being received (PARAMINIT_MAX_BODY_BYTES_IN_FLIGHT); retry in {} s",
+                        state.config.max_body_bytes_in_flight,
+                        super::RETRY_AFTER_SECS
+                    ),
+                );
+                e.retry_after = Some(super::RETRY_AFTER_SECS);
+                e
+            })?;
         let timeout = std::time::Duration::from_secs(state.config.body_timeout_secs);
         let read = tokio::time::timeout(timeout, axum::body::to_bytes(req.into_body(), limit));
         let bytes = read

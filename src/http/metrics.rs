@@ -19,6 +19,26 @@ pub const GENERATION_DURATION: &str = "paraminit_generation_duration_seconds";
 pub const JOBS_IN_FLIGHT: &str = "paraminit_jobs_in_flight";
 pub const JOBS_MAX: &str = "paraminit_jobs_max";
 pub const JOBS_REJECTED: &str = "paraminit_jobs_rejected_total";
+pub const CONNECTIONS_REFUSED: &str = "paraminit_connections_refused_total";
+
+/// The `method` label: one of a fixed set.
+pub fn method_label(method: &str) -> &'static str {
+    match method {
+        "GET" => "GET",
+        "HEAD" => "HEAD",
+        "POST" => "POST",
+        _ => "other",
+    }
+}
+
+/// The `route` label: a path of the route table, else `unmatched`.
+pub fn route_label(route: &str) -> &'static str {
+    super::ROUTES
+        .iter()
+        .map(|(_, p)| *p)
+        .find(|p| *p == route)
+        .unwrap_or("unmatched")
+}
 
 const DURATION_BUCKETS: &[f64] = &[
     0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0,
@@ -48,6 +68,7 @@ impl Metrics {
             gauge!(JOBS_IN_FLIGHT).set(0.0);
             gauge!(JOBS_MAX).set(max_jobs as f64);
             counter!(JOBS_REJECTED).absolute(0);
+            counter!(CONNECTIONS_REFUSED).absolute(0);
         });
         m
     }
@@ -61,14 +82,24 @@ impl Metrics {
         self.handle.render()
     }
 
+    /// Labels come from fixed sets only: the method from GET/HEAD/POST/other, the route from
+    /// the route table (else `unmatched`), the status from the 3-digit codes. Anything taken
+    /// from the request as is would let a client mint series without bound.
     pub fn request(&self, method: &str, route: &str, status: u16, bytes: u64, duration: Duration) {
-        let (method, route, status) = (method.to_string(), route.to_string(), status.to_string());
+        let method = method_label(method);
+        let route = route_label(route);
+        let status = status.min(999).to_string();
         self.with(|| {
-            counter!(REQUESTS, "method" => method, "route" => route.clone(), "status" => status)
+            counter!(REQUESTS, "method" => method, "route" => route, "status" => status)
                 .increment(1);
-            counter!(RESPONSE_BYTES, "route" => route.clone()).increment(bytes);
+            counter!(RESPONSE_BYTES, "route" => route).increment(bytes);
             histogram!(REQUEST_DURATION, "route" => route).record(duration.as_secs_f64());
         });
+    }
+
+    /// A connection closed at once because the connection cap and its overflow were full.
+    pub fn connection_refused(&self) {
+        self.with(|| counter!(CONNECTIONS_REFUSED).increment(1));
     }
 
     pub fn job_started(&self) {

@@ -29,7 +29,11 @@ pub async fn observe(State(state): State<AppState>, req: Request, next: Next) ->
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".to_string());
-    let span = tracing::info_span!("request", method = %method, route = %route);
+    let span = tracing::info_span!(
+        "request",
+        method = super::metrics::method_label(method.as_str()),
+        route = super::metrics::route_label(&route)
+    );
 
     let res = if let Some(e) = check_token(&state, &route, &req) {
         e.into_response()
@@ -148,9 +152,12 @@ impl AccessLog {
             bytes,
             duration,
         );
+        // The method as sent may be long and is the client's: the log gets at most 16 bytes.
+        let method = self.method.as_str();
+        let method = &method[..method.floor_char_boundary(16)];
         tracing::info!(
             target: "paraminit::access",
-            method = %self.method,
+            method = %method,
             route = %self.route,
             status = self.status.as_u16(),
             bytes,

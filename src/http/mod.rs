@@ -46,6 +46,8 @@ pub struct AppState {
     /// Plan building (all four planning routes) runs under these permits, off the async
     /// workers; past them a request gets 503 + `Retry-After` like a generation would.
     pub planners: Arc<Semaphore>,
+    /// Request-body bytes being received at once (`PARAMINIT_MAX_BODY_BYTES_IN_FLIGHT`).
+    pub body_bytes: Arc<Semaphore>,
     pub metrics: metrics::Metrics,
     /// Set once shutdown has begun; `/readyz` then answers 503.
     pub draining: Arc<AtomicBool>,
@@ -61,6 +63,11 @@ impl AppState {
         AppState {
             jobs: Arc::new(Semaphore::new(config.max_jobs.max(1))),
             planners: Arc::new(Semaphore::new(config.max_jobs.max(1))),
+            body_bytes: Arc::new(Semaphore::new(
+                config
+                    .max_body_bytes_in_flight
+                    .clamp(1, Semaphore::MAX_PERMITS),
+            )),
             metrics: metrics::Metrics::new(config.max_jobs.max(1)),
             pool: Arc::new(pool),
             config: Arc::new(config),
@@ -517,8 +524,16 @@ pub async fn serve_with_shutdown(
         );
     }
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let builder =
-        hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+    let (builder, overflow_builder) = connection_builders(&state.config);
+    let (builder, overflow_builder) = (
+        Arc::new((builder, false)),
+        Arc::new((overflow_builder, true)),
+    );
+    let header_timeout = Duration::from_secs(state.config.header_timeout_secs);
+    // Open connections are capped; past the cap a few more are served one request each with
+    // a short header timeout (so `/healthz` still answers a probe), the rest closed at once.
+    let connections = Arc::new(Semaphore::new(state.config.max_connections));
+    let overflow = Arc::new(Semaphore::new(OVERFLOW_CONNECTIONS));
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         tokio::select! {
@@ -532,16 +547,37 @@ pub async fn serve_with_shutdown(
                         continue;
                     }
                 };
+                let (permit, b) = match connections.clone().try_acquire_owned() {
+                    Ok(p) => (p, builder.clone()),
+                    Err(_) => match overflow.clone().try_acquire_owned() {
+                        Ok(p) => (p, overflow_builder.clone()),
+                        Err(_) => {
+                            state.metrics.connection_refused();
+                            drop(stream);
+                            continue;
+                        }
+                    },
+                };
                 let _ = stream.set_nodelay(true);
                 let service = hyper_util::service::TowerToHyperService::new(app.clone());
-                let conn = builder
-                    .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), service)
-                    .into_owned();
-                let conn = graceful.watch(conn);
+                let watcher = graceful.watcher();
+                let first_byte = if b.1 { OVERFLOW_HEADER_TIMEOUT.min(header_timeout) } else { header_timeout };
                 tokio::spawn(async move {
+                    let _permit = permit;
+                    // hyper's header timer starts once the protocol is detected, which needs a
+                    // first byte: a connection that sends nothing is closed here.
+                    let mut probe = [0u8; 1];
+                    match tokio::time::timeout(first_byte, stream.peek(&mut probe)).await {
+                        Ok(Ok(n)) if n > 0 => {}
+                        _ => return,
+                    }
+                    let conn = b
+                        .0
+                        .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), service)
+                        .into_owned();
                     // Faults that never reach a handler (a header flood answered 431 by hyper,
                     // a malformed request line, a reset mid-stream) are logged here, once.
-                    if let Err(e) = conn.await {
+                    if let Err(e) = watcher.watch(conn).await {
                         tracing::info!(%peer, error = %e, "connection ended with an error");
                     }
                 });
@@ -566,6 +602,44 @@ pub async fn serve_with_shutdown(
             Ok(())
         }
     }
+}
+
+/// Connections served past `PARAMINIT_MAX_CONNECTIONS`, one request each.
+pub const OVERFLOW_CONNECTIONS: usize = 32;
+/// Header timeout of those overflow connections.
+const OVERFLOW_HEADER_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The connection builders: normal connections, and the overflow ones past the cap (HTTP/1
+/// only, no keep-alive, a short header timeout). Both have hyper's timer, so the header-read
+/// timeout applies: a connection that sends nothing, or one byte a second, is closed after
+/// `PARAMINIT_HEADER_TIMEOUT_SECS`, and so is a kept-alive HTTP/1 connection that sends no next
+/// request. HTTP/2 connections are pinged and closed when the peer stops answering.
+fn connection_builders(
+    config: &Config,
+) -> (
+    hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
+    hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
+) {
+    use hyper_util::rt::{TokioExecutor, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+    let header = Duration::from_secs(config.header_timeout_secs);
+    let mut normal = Builder::new(TokioExecutor::new());
+    normal
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header);
+    normal
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(Duration::from_secs(20)))
+        .keep_alive_timeout(Duration::from_secs(10));
+    let mut overflow = Builder::new(TokioExecutor::new()).http1_only();
+    overflow
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(OVERFLOW_HEADER_TIMEOUT.min(header))
+        .keep_alive(false);
+    (normal, overflow)
 }
 
 /// Logs every panic once, as an error event with its location, in the configured log format.

@@ -255,6 +255,7 @@ pub fn parse(value: &Value) -> Result<Request> {
     let only = match root.get_any(&["only"])? {
         None => None,
         Some((Value::Array(items), p)) => {
+            too_many_patterns(items.len(), &p)?;
             let mut pats = Vec::with_capacity(items.len());
             for (i, item) in items.iter().enumerate() {
                 let ip = index(&p, i);
@@ -312,12 +313,46 @@ pub fn parse(value: &Value) -> Result<Request> {
 }
 
 /// Compiles a glob as `plan` will (`*` and `?` match any character, `.` and `/` included).
-pub fn glob(pattern: &str) -> std::result::Result<globset::GlobMatcher, globset::Error> {
+/// One glob pattern, parsed (no regex is compiled here; `glob_set` compiles all of a list
+/// into one set, fallibly).
+pub fn glob(pattern: &str) -> std::result::Result<globset::Glob, globset::Error> {
     globset::GlobBuilder::new(pattern)
         .literal_separator(false)
         .backslash_escape(true)
         .build()
-        .map(|g| g.compile_matcher())
+}
+
+/// Bounds on `only` and `shard.dims` patterns: each is parsed, and all of a list are compiled
+/// into one set matched once per tensor, so the cost is bounded by these.
+pub const MAX_PATTERNS: usize = 4096;
+pub const MAX_PATTERN_BYTES: usize = 1024;
+
+/// Compiles `patterns` into one set (the fallible build: a pattern whose regex passes the
+/// regex size limit is an error, not a panic). `path` is the list's JSON path.
+pub fn glob_set<'a>(
+    patterns: impl IntoIterator<Item = &'a str>,
+    path: &str,
+) -> Result<globset::GlobSet> {
+    let mut b = globset::GlobSetBuilder::new();
+    for p in patterns {
+        b.add(glob(p).map_err(|e| {
+            SpecError::new(
+                ErrorCode::InvalidValue,
+                path,
+                format!("not a valid glob pattern: {}", e.kind()),
+            )
+        })?);
+    }
+    b.build().map_err(|e| {
+        SpecError::new(
+            ErrorCode::InvalidValue,
+            path,
+            format!(
+                "the patterns are too complex to compile together: {}",
+                e.kind()
+            ),
+        )
+    })
 }
 
 fn check_glob(pattern: &str, path: &str) -> Result<()> {
@@ -328,13 +363,35 @@ fn check_glob(pattern: &str, path: &str) -> Result<()> {
             "a pattern must not be empty",
         ));
     }
+    if pattern.len() > MAX_PATTERN_BYTES {
+        return Err(SpecError::new(
+            ErrorCode::LimitExceeded,
+            path,
+            format!(
+                "a pattern may be at most {MAX_PATTERN_BYTES} bytes; this one has {}",
+                pattern.len()
+            ),
+        ));
+    }
+    // The error's kind only: its Display repeats the whole pattern.
     glob(pattern).map(|_| ()).map_err(|e| {
         SpecError::new(
             ErrorCode::InvalidValue,
             path,
-            format!("not a valid glob pattern: {e}"),
+            format!("not a valid glob pattern: {}", e.kind()),
         )
     })
+}
+
+fn too_many_patterns(n: usize, path: &str) -> Result<()> {
+    if n > MAX_PATTERNS {
+        return Err(SpecError::new(
+            ErrorCode::LimitExceeded,
+            path,
+            format!("at most {MAX_PATTERNS} patterns; this list has {n}"),
+        ));
+    }
+    Ok(())
 }
 
 fn shard_dim(v: &Value, path: &str) -> Result<Option<i64>> {
@@ -390,7 +447,19 @@ fn parse_shard(v: &Value, path: &str) -> Result<Shard> {
                 ));
             }
         };
+        too_many_patterns(m.len(), &dp)?;
         for (pat, d) in m {
+            if pat.len() > MAX_PATTERN_BYTES {
+                // Checked before the pattern goes into a path.
+                return Err(SpecError::new(
+                    ErrorCode::LimitExceeded,
+                    dp,
+                    format!(
+                        "a pattern may be at most {MAX_PATTERN_BYTES} bytes; one has {}",
+                        pat.len()
+                    ),
+                ));
+            }
             let pp = format!("{dp}[{}]", serde_json::to_string(pat).unwrap_or_default());
             check_glob(pat, &pp)?;
             dims.push((pat.clone(), shard_dim(d, &pp)?));
