@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import sys
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -186,7 +186,7 @@ def _tensor(name: str, var: _Var) -> tuple[dict, Callable[[np.ndarray], np.ndarr
     leaf = var.leaf
     shape = tuple(leaf.shape)
     entry: dict = {"name": name, "dtype": _dtype_name(var.dtype)}
-    post = lambda a: a  # noqa: E731
+    post: Optional[Callable] = None  # how the answer is rearranged, where it must be
     k, p = leaf.kind, leaf.params
     if k in ("zeros", "jnp_zeros"):
         init = {"name": "zeros"}
@@ -213,8 +213,10 @@ def _tensor(name: str, var: _Var) -> tuple[dict, Callable[[np.ndarray], np.ndarr
         init = {"name": "orthogonal", "gain": _scalar(p["scale"], "scale")}
         shape = (_size(rest), shape[col])
 
-        def post(a, rest=rest, col=col):
+        def unflatten(a, rest=rest, col=col):
             return np.moveaxis(a.reshape(rest + (a.shape[-1],)), -1, col)
+
+        post = unflatten
     elif k == "delta_orthogonal":
         if int(p["column_axis"]) % len(shape) != len(shape) - 1:
             raise NotImplementedError("delta_orthogonal with column_axis other than the last axis")
@@ -226,7 +228,7 @@ def _tensor(name: str, var: _Var) -> tuple[dict, Callable[[np.ndarray], np.ndarr
     final = tuple(var.shape)
 
     def finish(a, post=post, final=final):
-        return np.asarray(post(a)).reshape(final)
+        return np.asarray(post(a) if post is not None else a).reshape(final)
 
     return entry, finish
 

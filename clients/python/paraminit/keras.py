@@ -105,7 +105,7 @@ def _markers(calls: list):
             setattr(k, "__call__", orig)
 
 
-def _weights_of(model) -> list:
+def _weights_of(model, custom_objects=None) -> list:
     """Every weight of ``model`` with the Keras initializer calls that make it."""
     keras = _keras()
     from keras.src.backend.common import global_state
@@ -117,7 +117,7 @@ def _weights_of(model) -> list:
     with _LOCK:
         scope = keras.StatelessScope(initialize_variables=False)
         with scope:
-            twin = keras.models.model_from_json(model.to_json())
+            twin = keras.models.model_from_json(model.to_json(), custom_objects=custom_objects)
             made = list(twin.weights)
             out = []
             if len(made) != len(weights):
@@ -243,13 +243,13 @@ def _keras_model_request(model, seed) -> dict:
     return {"seed": str(int(seed)), "framework": "keras", "keras_model": json.loads(model.to_json())}
 
 
-def request_of(model, seed: int, *, via: str = "tensors") -> dict:
+def request_of(model, seed: int, *, via: str = "tensors", custom_objects=None) -> dict:
     """The request :func:`initialize` sends: ``via="tensors"`` or ``via="keras_model"``."""
     if via == "keras_model":
         return _keras_model_request(model, seed)
     if via != "tensors":
         raise ValueError(f"via must be 'keras_model' or 'tensors', got {via!r}")
-    return _tensors_request(_weights_of(model), seed)[0]
+    return _tensors_request(_weights_of(model, custom_objects), seed)[0]
 
 
 def _download(client: Client, request: dict) -> dict:
@@ -268,13 +268,20 @@ def _unsupported(e: ParaminitError) -> bool:
     return e.status == 422 and e.code == "unknown_field" and (e.path or "") == "keras_model"
 
 
+def _refused_architecture(e: ParaminitError) -> bool:
+    path = e.path or ""
+    return e.status == 422 and (path == "keras_model" or path.startswith(("keras_model.", "keras_model[")))
+
+
 def values_of(model, seed: int, *, url: Optional[str] = None, client: Optional[Client] = None,
-              via: str = "auto") -> dict:
+              via: str = "auto", custom_objects=None) -> dict:
     """``{weight path: numpy array}`` for every weight of ``model``, drawn by the service.
 
     ``via``: ``"keras_model"`` (post ``model.to_json()``), ``"tensors"`` (raw tensors recorded
     from the model's Keras initializers), or ``"auto"``: ``keras_model`` where the service
-    supports it, else ``tensors``.
+    supports it, else ``tensors``. ``custom_objects`` is passed to
+    ``keras.models.model_from_json`` for the ``tensors`` rebuild (custom layers not registered
+    with ``keras.saving.register_keras_serializable``).
     """
     if via not in ("auto", "keras_model", "tensors"):
         raise ValueError(f"via must be 'auto', 'keras_model' or 'tensors', got {via!r}")
@@ -286,17 +293,20 @@ def values_of(model, seed: int, *, url: Optional[str] = None, client: Optional[C
                 got = _download(client, _keras_model_request(model, seed))
                 return _check_names(model, got)
             except ParaminitError as e:
-                if via == "keras_model" or not _unsupported(e):
+                # "auto" falls back where the service lacks the field or refuses something in
+                # the architecture (a layer it does not know): the recorded initializers cover
+                # any layer built from Keras initializer classes.
+                if via == "keras_model" or not _refused_architecture(e):
                     raise
-        return _values(_recording(model), seed, client)
+        return _values(_recording(model, custom_objects), seed, client)
     finally:
         if own:
             client.close()
 
 
-def _recording(model) -> tuple:
+def _recording(model, custom_objects=None) -> tuple:
     """What the ``tensors`` way records once per model: the weights and their calls."""
-    return (_weights_of(model),)
+    return (_weights_of(model, custom_objects),)
 
 
 def _values(recording: tuple, seed, client: Client) -> dict:
@@ -330,7 +340,7 @@ def _check_names(model, got: dict) -> dict:
 
 
 def initialize(model, seed: int, *, url: Optional[str] = None, client: Optional[Client] = None,
-               via: str = "auto") -> None:
+               via: str = "auto", custom_objects=None) -> None:
     """Assign every weight of ``model`` (``model.weights``, by path) from the service.
 
     The model must be built (its weights exist). ``seed`` decides every value; seeds in the
@@ -338,7 +348,8 @@ def initialize(model, seed: int, *, url: Optional[str] = None, client: Optional[
     """
     if not model.built or not model.weights:
         raise ValueError("the model has no weights yet: build it first (give it an Input or call it)")
-    values = values_of(model, seed, url=url, client=client, via=via)
+    values = values_of(model, seed, url=url, client=client, via=via,
+                       custom_objects=custom_objects)
     for w in model.weights:
         w.assign(values[w.path].astype(np.dtype(_np_dtype(w.dtype)), copy=False))
 
@@ -352,7 +363,7 @@ def _np_dtype(dtype: str):
 
 
 def save_weights(model, seed: int, path: str, *, url: Optional[str] = None,
-                 client: Optional[Client] = None, via: str = "auto") -> None:
+                 client: Optional[Client] = None, via: str = "auto", custom_objects=None) -> None:
     """Write a ``.weights.h5`` of ``model`` initialized by the service (for ``model.load_weights``).
 
     Written by Keras' own ``model.save_weights``; the model's current values are put back
@@ -363,7 +374,7 @@ def save_weights(model, seed: int, path: str, *, url: Optional[str] = None,
         raise ValueError(f"the file name must end in .weights.h5 (Keras' rule), got {path!r}")
     saved = [np.asarray(w.numpy()) for w in model.weights]
     try:
-        initialize(model, seed, url=url, client=client, via=via)
+        initialize(model, seed, url=url, client=client, via=via, custom_objects=custom_objects)
         model.save_weights(path)
     finally:
         for w, v in zip(model.weights, saved):

@@ -179,6 +179,24 @@ def test_unknown_random_initializer_is_named(server_url):
         pf.init(Laplace(), 1, jnp.ones(3), url=server_url)
 
 
+def test_bfloat16_params_and_partitioned_boxes(server_url):
+    class Mixed(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            x = nn.Dense(8, param_dtype=jnp.bfloat16, dtype=jnp.float32)(x)
+            init = nn.with_partitioning(ini.lecun_normal(), (None, "model"))
+            return nn.Dense(4, kernel_init=init)(x)
+
+    x = jnp.ones((2, 3))
+    got = pf.init(Mixed(), 2, x, url=server_url)
+    ref = Mixed().init(jax.random.key(0), x)
+    assert jax.tree_util.tree_structure(got) == jax.tree_util.tree_structure(ref)
+    assert _shapes(got) == _shapes(ref)
+    assert isinstance(got["params"]["Dense_1"]["kernel"], nn.Partitioned)
+    assert got["params"]["Dense_0"]["kernel"].dtype == jnp.bfloat16
+    assert Mixed().apply(got, x).shape == (2, 4)
+
+
 # --- NNX ----------------------------------------------------------------------------------------
 
 
