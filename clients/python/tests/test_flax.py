@@ -255,3 +255,18 @@ def test_nnx_distributions_match_flax(server_url):
 def test_nnx_instance_is_refused_with_the_fix():
     with pytest.raises(TypeError, match="lambda"):
         pf.init(_net(), 1)
+
+
+def test_requests_say_what_flax_means():
+    by = {t["name"]: t for t in pf.request_of(*(lambda m, a: (m, 0, *a))(*MODELS["text"]))["tensors"]}
+    # jax.nn.initializers.uniform() is U(0, 0.01); Embed's default is variance_scaling(1,
+    # fan_in, "normal", out_axis=0): untruncated, fan_in = features.
+    assert by["params/DenseGeneral_0/bias"]["init"] == {"name": "jax_uniform", "scale": 0.01}
+    emb = by["params/Embed_0/embedding"]
+    assert emb["init"] == {"name": "variance_scaling", "scale": 1.0, "mode": "fan_in",
+                           "distribution": "untruncated_normal"}
+    assert emb["fan_in"] == 16
+    # Dense_0 after DenseGeneral: variance_scaling(2, fan_geo_avg, "normal") = untruncated.
+    assert by["params/Dense_0/kernel"]["init"]["distribution"] == "untruncated_normal"
+    assert by["params/Dense_0/bias"]["init"] == {"name": "jax_truncated_normal", "stddev": 0.1,
+                                                 "lower": -1.0, "upper": 3.0}

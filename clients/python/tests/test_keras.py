@@ -258,3 +258,23 @@ def test_unbuilt_model_is_refused():
 def test_save_weights_needs_the_keras_suffix(tmp_path):
     with pytest.raises(ValueError, match=".weights.h5"):
         pk.save_weights(mlp(), 1, str(tmp_path / "x.h5"))
+
+
+def test_requests_say_what_keras_means():
+    # The recorded request names every initializer in its framework-independent form, with the
+    # constants and fans Keras uses (keras/src/initializers/random_initializers.py).
+    by = {t["name"].split("/", 1)[1]: t for t in pk.request_of(keras_strings(), 0)["tensors"]}
+    dense = list(dict.fromkeys(k.split("/")[0] for k in by))  # in model order
+    assert by[f"{dense[0]}/kernel"]["init"] == {"name": "random_uniform", "minval": -0.05, "maxval": 0.05}
+    assert by[f"{dense[0]}/bias"]["init"] == {"name": "random_normal", "mean": 0.0, "stddev": 0.05}
+    assert by[f"{dense[1]}/kernel"]["init"] == {"name": "keras_truncated_normal", "mean": 0.0,
+                                               "stddev": 0.05}
+    # VarianceScaling(distribution="normal") is truncated in Keras.
+    assert by[f"{dense[2]}/kernel"]["init"] == {"name": "variance_scaling", "scale": 2.0,
+                                               "mode": "fan_in", "distribution": "truncated_normal"}
+    assert (by[f"{dense[2]}/kernel"]["fan_in"], by[f"{dense[2]}/kernel"]["fan_out"]) == (32, 8)
+    # MultiHeadAttention: kernel fans over the einsum axes, bias fans on its (heads, head_dim).
+    att = {t["name"].split("/", 1)[1]: t for t in pk.request_of(mha_orthogonal(), 0)["tensors"]}
+    assert (att["query/bias"]["fan_in"], att["query/bias"]["fan_out"]) == (4, 8)
+    assert att["query/bias"]["init"]["name"] == "variance_scaling"
+    assert att["query/kernel"]["shape"] == [64, 8]  # (16, 4, 8) flattened as Keras's Orthogonal
