@@ -85,8 +85,8 @@ def rust_bench(args):
     rows = {}
     for line in p.stdout.splitlines():
         if line.startswith("TSV\t"):
-            _, init, dtype, fmt, th, meps, gbs, secs = line.split("\t")
-            rows[(init, dtype, fmt, int(th))] = (float(meps) * 1e6, float(gbs), float(secs))
+            _, init, dtype, fmt, th, meps, gbs, secs, cpu = line.split("\t")
+            rows[(init, dtype, fmt, int(th))] = (float(meps) * 1e6, float(gbs), float(secs), float(cpu))
         else:
             print(line)
     return rows
