@@ -20,6 +20,7 @@
 //!                    orthogonal, constant)
 //!   --formats s,j    safetensors and/or json (default both)
 //!   --dtypes f32,..  (default f32,bf16,f16)
+//!   --no-ceiling     skip the memcpy ceiling (e.g. when profiling one case)
 //!   --tsv            also print one tab-separated line per figure (for scripts/bench_peers.py):
 //!                    init, dtype, format, threads, M/s, GB/s, median s, median CPU s
 
@@ -45,6 +46,7 @@ struct Opts {
     formats: Vec<String>,
     dtypes: Vec<String>,
     tsv: bool,
+    ceiling: bool,
 }
 
 fn parse_opts() -> Opts {
@@ -58,6 +60,7 @@ fn parse_opts() -> Opts {
         formats: vec!["safetensors".into(), "json".into()],
         dtypes: vec!["f32".into(), "bf16".into(), "f16".into()],
         tsv: false,
+        ceiling: true,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -92,6 +95,11 @@ fn parse_opts() -> Opts {
             "--dtypes" => o.dtypes = list(&val),
             "--tsv" => {
                 o.tsv = true;
+                i += 1;
+                continue;
+            }
+            "--no-ceiling" => {
+                o.ceiling = false;
                 i += 1;
                 continue;
             }
@@ -295,7 +303,9 @@ fn main() {
         o.threads,
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
-    memcpy_ceiling(&o);
+    if o.ceiling {
+        memcpy_ceiling(&o);
+    }
     let mut buf: Vec<u8> = Vec::new();
     let mut json_rows = Vec::new();
     for format in &o.formats {

@@ -5,7 +5,7 @@
 use rayon::prelude::*;
 use serde_json::json;
 
-use super::numfmt::push_numbers;
+use super::numfmt::write_numbers;
 use crate::generate::{Generator, Scratch};
 use crate::plan::SERVICE_VERSION;
 use crate::rng::ALGORITHM_ID;
@@ -33,12 +33,19 @@ pub struct JsonBody {
     /// Formatting straight into fresh chunks grew them past the allocator's mmap threshold,
     /// and page faults plus reallocation copies took half the time.
     parts: Vec<Vec<u8>>,
+    /// Bytes of each part written by the current step.
+    lens: Vec<usize>,
 }
 
 /// `,`-separated numbers of `values`, the first being element `first` of its tensor (no comma
-/// before element 0).
-fn format_values(out: &mut Vec<u8>, dtype: crate::spec::DType, values: &[f32], first: u64) {
-    push_numbers(out, dtype, values, first > 0);
+/// before element 0), into the front of the reused `buf`; returns their length.
+fn format_values(
+    buf: &mut Vec<u8>,
+    dtype: crate::spec::DType,
+    values: &[f32],
+    first: u64,
+) -> usize {
+    write_numbers(buf, dtype, values, first > 0)
 }
 
 impl JsonBody {
@@ -50,6 +57,7 @@ impl JsonBody {
             scratch: Scratch::default(),
             values: Vec::new(),
             parts: Vec::new(),
+            lens: Vec::new(),
         }
     }
 
@@ -127,29 +135,30 @@ impl JsonBody {
                         let values = &mut self.values[..n];
                         let parts = n.div_ceil(PAR_ELEMENTS);
                         self.parts.resize_with(parts, Vec::new);
+                        self.lens.resize(parts, 0);
                         self.parts[..parts]
                             .par_iter_mut()
+                            .zip(self.lens[..parts].par_iter_mut())
                             .zip(values.par_chunks_mut(PAR_ELEMENTS))
                             .enumerate()
-                            .for_each_init(Scratch::default, |scratch, (i, (buf, vals))| {
+                            .for_each_init(Scratch::default, |scratch, (i, ((buf, len), vals))| {
                                 let first = next + (i * PAR_ELEMENTS) as u64;
                                 generator.fill(tensor, first, vals, scratch);
-                                buf.clear();
-                                format_values(buf, dtype, vals, first);
+                                *len = format_values(buf, dtype, vals, first);
                             });
                         parts
                     } else {
                         self.generator
                             .fill(tensor, next, &mut self.values[..n], &mut self.scratch);
                         self.parts.resize_with(1, Vec::new);
-                        let buf = &mut self.parts[0];
-                        buf.clear();
-                        format_values(buf, dtype, &self.values[..n], next);
+                        self.lens.resize(1, 0);
+                        self.lens[0] =
+                            format_values(&mut self.parts[0], dtype, &self.values[..n], next);
                         1
                     };
-                    out.reserve(self.parts[..parts].iter().map(Vec::len).sum());
-                    for p in &self.parts[..parts] {
-                        out.extend_from_slice(p);
+                    out.reserve(self.lens[..parts].iter().sum());
+                    for (p, &len) in self.parts.iter().zip(&self.lens[..parts]) {
+                        out.extend_from_slice(&p[..len]);
                     }
                     self.phase = Phase::Data {
                         tensor,
