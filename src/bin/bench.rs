@@ -6,7 +6,10 @@
 //! it, and times the whole path: safetensors via `encode::safetensors::read_at_parallel` into a
 //! reused buffer (a fresh `Generator` per run, so whole-tensor initializers are recomputed),
 //! JSON via `encode::json::JsonBody` chunk by chunk. It prints the median and best of the runs
-//! in M elements/s and GB/s of output, and the machine's memcpy bandwidth as the ceiling.
+//! in M elements/s (JSON: M numbers/s, and M numbers per CPU-second of all threads, steadier
+//! on a shared machine) and GB/s of output, the machine's memcpy bandwidth as the ceiling, and
+//! at the end the JSON goal of issue 17 (normal f32 ≥ 80 M numbers/s on 2 threads, bf16/f16
+//! faster than f32).
 //!
 //! Options:
 //!   --log2n N        elements per safetensors run (default 26)
@@ -17,11 +20,13 @@
 //!                    orthogonal, constant)
 //!   --formats s,j    safetensors and/or json (default both)
 //!   --dtypes f32,..  (default f32,bf16,f16)
-//!   --tsv            also print one tab-separated line per figure (for scripts/bench_peers.py)
+//!   --no-ceiling     skip the memcpy ceiling (e.g. when profiling one case)
+//!   --tsv            also print one tab-separated line per figure (for scripts/bench_peers.py):
+//!                    init, dtype, format, threads, M/s, GB/s, median s, median CPU s
 
 #[path = "shared/timing.rs"]
 mod timing;
-use timing::time_runs;
+use timing::{time_runs, time_runs_cpu};
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -41,6 +46,7 @@ struct Opts {
     formats: Vec<String>,
     dtypes: Vec<String>,
     tsv: bool,
+    ceiling: bool,
 }
 
 fn parse_opts() -> Opts {
@@ -54,6 +60,7 @@ fn parse_opts() -> Opts {
         formats: vec!["safetensors".into(), "json".into()],
         dtypes: vec!["f32".into(), "bf16".into(), "f16".into()],
         tsv: false,
+        ceiling: true,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -88,6 +95,11 @@ fn parse_opts() -> Opts {
             "--dtypes" => o.dtypes = list(&val),
             "--tsv" => {
                 o.tsv = true;
+                i += 1;
+                continue;
+            }
+            "--no-ceiling" => {
+                o.ceiling = false;
                 i += 1;
                 continue;
             }
@@ -159,14 +171,28 @@ struct Row<'a> {
     elements: u64,
     bytes: u64,
     t: (f64, f64),
+    /// Median CPU seconds of a run (all threads), where readable.
+    cpu: Option<f64>,
 }
 
 fn report(tsv: bool, r: &Row) {
     let (med, best) = r.t;
     let meps = r.elements as f64 / med / 1e6;
     let gbs = r.bytes as f64 / med / 1e9;
+    // JSON figures are numbers printed per second; per CPU-second too, which on a shared
+    // machine is steadier than wall time (it leaves out the time spent waiting for a core).
+    let (unit, cpu) = if r.format == "json" {
+        (
+            "M numbers/s",
+            r.cpu
+                .map(|c| format!(", {:.1} M numbers/CPU-s", r.elements as f64 / c / 1e6))
+                .unwrap_or_default(),
+        )
+    } else {
+        ("Melem/s", String::new())
+    };
     println!(
-        "{:<17} {:<5} {:<11} {} thr  {:>9.1} Melem/s  {:>7.3} GB/s   (best {:>8.1} Melem/s, median {:.4} s)",
+        "{:<17} {:<5} {:<11} {} thr  {:>9.1} {unit}  {:>7.3} GB/s   (best {:>8.1}, median {:.4} s{cpu})",
         r.init,
         r.dtype,
         r.format,
@@ -178,9 +204,57 @@ fn report(tsv: bool, r: &Row) {
     );
     if tsv {
         println!(
-            "TSV\t{}\t{}\t{}\t{}\t{:.3}\t{:.4}\t{:.6}",
-            r.init, r.dtype, r.format, r.threads, meps, gbs, med
+            "TSV\t{}\t{}\t{}\t{}\t{:.3}\t{:.4}\t{:.6}\t{:.6}",
+            r.init,
+            r.dtype,
+            r.format,
+            r.threads,
+            meps,
+            gbs,
+            med,
+            r.cpu.unwrap_or(f64::NAN)
         );
+    }
+}
+
+/// The issue-17 goal for JSON: at least 80 M f32 numbers/s on 2 threads (normal f32), with
+/// bf16/f16 faster than f32.
+fn json_summary(rows: &[(String, String, usize, f64)]) {
+    let get = |init: &str, dtype: &str, th: usize| {
+        rows.iter()
+            .find(|r| r.0 == init && r.1 == dtype && r.2 == th)
+            .map(|r| r.3)
+    };
+    for th in rows
+        .iter()
+        .map(|r| r.2)
+        .collect::<std::collections::BTreeSet<_>>()
+    {
+        let Some(f32_rate) = get("normal", "f32", th) else {
+            continue;
+        };
+        let goal = if th >= 2 {
+            format!(
+                "  [goal >= 80 M/s on 2 threads: {}]",
+                if f32_rate >= 80e6 { "met" } else { "NOT met" }
+            )
+        } else {
+            String::new()
+        };
+        println!(
+            "JSON normal f32 {th} thr: {:.1} M numbers/s{goal}",
+            f32_rate / 1e6
+        );
+        for dt in ["bf16", "f16"] {
+            if let Some(x) = get("normal", dt, th) {
+                println!(
+                    "JSON normal {dt} {th} thr: {:.1} M numbers/s = {:.2}x f32  [faster than f32: {}]",
+                    x / 1e6,
+                    x / f32_rate,
+                    if x > f32_rate { "yes" } else { "NO" }
+                );
+            }
+        }
     }
 }
 
@@ -211,7 +285,7 @@ fn memcpy_ceiling(o: &Opts) {
         );
         if o.tsv {
             println!(
-                "TSV\tmemcpy\t-\t-\t{threads}\t0\t{:.4}\t{:.6}",
+                "TSV\tmemcpy\t-\t-\t{threads}\t0\t{:.4}\t{:.6}\tnan",
                 len as f64 / t.0 / 1e9,
                 t.0
             );
@@ -229,8 +303,11 @@ fn main() {
         o.threads,
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
-    memcpy_ceiling(&o);
+    if o.ceiling {
+        memcpy_ceiling(&o);
+    }
     let mut buf: Vec<u8> = Vec::new();
+    let mut json_rows = Vec::new();
     for format in &o.formats {
         let n = 1u64
             << if format == "json" {
@@ -265,7 +342,7 @@ fn main() {
                         .expect("thread pool");
                     let (t, bytes) = if format == "safetensors" {
                         buf.resize(data_bytes as usize, 0);
-                        let t = time_runs(runs, || {
+                        let t = time_runs_cpu(runs, || {
                             let g = Generator::new(plan.clone());
                             pool.install(|| read_at_parallel(&g, data_start, &mut buf));
                             black_box(&buf);
@@ -273,7 +350,7 @@ fn main() {
                         (t, data_bytes)
                     } else {
                         let mut bytes = 0u64;
-                        let t = time_runs(runs, || {
+                        let t = time_runs_cpu(runs, || {
                             let mut body = JsonBody::new(Generator::new(plan.clone()), 1 << 16);
                             bytes = 0;
                             pool.install(|| {
@@ -285,6 +362,14 @@ fn main() {
                         });
                         (t, bytes)
                     };
+                    if format == "json" {
+                        json_rows.push((
+                            name.to_string(),
+                            dtype.clone(),
+                            threads,
+                            elements as f64 / t.0,
+                        ));
+                    }
                     report(
                         o.tsv,
                         &Row {
@@ -294,11 +379,13 @@ fn main() {
                             threads,
                             elements,
                             bytes,
-                            t,
+                            t: (t.0, t.1),
+                            cpu: t.2,
                         },
                     );
                 }
             }
         }
     }
+    json_summary(&json_rows);
 }

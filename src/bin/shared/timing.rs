@@ -21,3 +21,32 @@ pub fn time_runs(runs: usize, mut f: impl FnMut()) -> (f64, f64) {
     let best = times.iter().cloned().fold(f64::INFINITY, f64::min);
     (median(times), best)
 }
+
+/// CPU time of all threads of this process so far, in seconds (Linux: the run time in ns of
+/// each task in `/proc/self/task/*/schedstat`); `None` where that is not readable. On a
+/// machine shared with other work, wall time also counts the time the threads waited for a
+/// core; CPU time does not (it still includes slowdowns from sharing caches and cores).
+pub fn cpu_seconds() -> Option<f64> {
+    let mut ns = 0u64;
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+        ns += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(ns as f64 * 1e-9)
+}
+
+/// Like `time_runs`, plus the median CPU seconds (all threads) of a run, when readable.
+#[allow(dead_code)] // used by `bench`, not by `bench_kernels`
+pub fn time_runs_cpu(runs: usize, mut f: impl FnMut()) -> (f64, f64, Option<f64>) {
+    let mut cpu = Vec::new();
+    let (med, best) = time_runs(runs, || {
+        let c0 = cpu_seconds();
+        f();
+        if let (Some(a), Some(b)) = (c0, cpu_seconds()) {
+            cpu.push(b - a);
+        }
+    });
+    // The warm-up run is the first one measured; leave it out.
+    let cpu = (cpu.len() > 1).then(|| median(cpu[1..].to_vec()));
+    (med, best, cpu)
+}
