@@ -9,7 +9,10 @@
 //! gradient with respect to its input scales by n_out·σ²·E[φ'(z)²]. Expectations are computed by
 //! Simpson quadrature over ±12√q.
 
+mod adaptive;
 mod forecast;
+
+pub use adaptive::calibrate;
 
 use std::sync::Arc;
 
