@@ -10,6 +10,11 @@
 //! Simpson quadrature over ±12√q.
 
 use std::collections::HashMap;
+mod adaptive;
+mod forecast;
+
+pub use adaptive::calibrate;
+
 use std::sync::Arc;
 
 use rayon::prelude::*;
@@ -379,7 +384,7 @@ pub fn analyze(plan: Arc<Plan>, batch: usize) -> Result<Value> {
         }
     }
     if req.hf.is_some() {
-        not_analysed.push(json!({"layer": null, "type": "hf_config", "why": "Hugging Face models are not analysed"}));
+        not_analysed.push(json!({"layer": null, "type": "hf_config", "why": "no measured pass for Hugging Face models: see `forecast` (mean-field residual stream)"}));
     }
     let batch = bounds(&plan, &stages, batch)?;
 
@@ -584,8 +589,9 @@ pub fn analyze(plan: Arc<Plan>, batch: usize) -> Result<Value> {
             first_bad = Some((0, "exploding"));
         }
     }
-    let (verdict, layer, suggestion) = match first_bad {
-        None => ("stable", Value::Null, Value::Null),
+    let (mut verdict, layer, suggestion) = match first_bad {
+        _ if n == 0 => (Value::Null, Value::Null, Value::Null),
+        None => (json!("stable"), Value::Null, Value::Null),
         Some((l, v)) => {
             let s = &stages[l];
             let tp = &plan.tensors[s.weight];
@@ -606,11 +612,40 @@ pub fn analyze(plan: Arc<Plan>, batch: usize) -> Result<Value> {
                     s.activation.name()
                 )
             };
-            (v, json!(s.index), json!(text))
+            (json!(v), json!(s.index), json!(text))
         }
     };
-    Ok(json!({
+    // What the verdict is about: the analysed layers out of all of the request's layers, so a
+    // "stable" over one dense layer of a bigger model is never read as the whole model's.
+    let total_layers = req.layers.len();
+    let analysed: Vec<usize> = stages[..n].iter().map(|s| s.index).collect();
+    let mut covers = json!({
+        "basis": if n > 0 { "measured" } else { "none" },
+        "layers": analysed,
+        "of_layers": total_layers,
+        "complete": n > 0 && not_analysed.is_empty(),
+    });
+    let forecast = forecast_for(&plan);
+    if let Some(f) = &forecast
+        && n == 0
+    {
+        verdict = f["verdict"].clone();
+        covers = json!({"basis": "forecast", "layers": "all blocks", "of_layers": f["layers"].as_array().map(|a| a.len()).unwrap_or(0), "complete": true});
+    }
+    let verdict_note = if verdict.is_null() {
+        json!("no verdict: nothing in this model could be analysed (see not_analysed)")
+    } else if covers["complete"] == json!(true) {
+        Value::Null
+    } else {
+        json!(format!(
+            "the verdict covers only layers {:?} of {total_layers}; the others are listed in not_analysed",
+            covers["layers"]
+        ))
+    };
+    let mut out = json!({
         "verdict": verdict,
+        "covers": covers,
+        "verdict_note": verdict_note,
         "threshold": {"vanishing_below": 1.0 / THRESHOLD, "exploding_above": THRESHOLD,
                        "on": "cumulative std ratio from the input (forward) or from the output (backward)"},
         "first_layer": layer,
@@ -620,7 +655,30 @@ pub fn analyze(plan: Arc<Plan>, batch: usize) -> Result<Value> {
         "layers": layers_out,
         "cumulative": {"forward": cum_f, "backward": cum_b},
         "not_analysed": not_analysed,
-    }))
+    });
+    if let Some(f) = forecast {
+        out["forecast"] = f;
+    }
+    Ok(out)
+}
+
+/// The residual-stream forecast of an `hf_config` request, on the whole model (a request with
+/// `only` or `shard` is forecast as the full model it is part of).
+fn forecast_for(plan: &Plan) -> Option<Value> {
+    plan.request.hf.as_ref()?;
+    if plan.request.only.is_none() && plan.request.shard.is_none() {
+        return forecast::forecast(plan);
+    }
+    let mut r = plan.request.clone();
+    r.only = None;
+    r.shard = None;
+    let full = crate::plan::build(r, &crate::plan::Limits::UNLIMITED).ok()?;
+    forecast::forecast(&full)
+}
+
+/// The forecast alone, for comparing recipes (`POST /v1/analyze` includes it for hf_config).
+pub fn forecast(plan: &Plan) -> Option<Value> {
+    forecast_for(plan)
 }
 
 /// Histograms of each tensor's values (its first `HISTOGRAM_SAMPLE` elements), for the explorer.

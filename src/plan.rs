@@ -234,6 +234,7 @@ impl Plan {
 }
 
 /// A tensor before it has a place in the file.
+#[derive(Clone)]
 struct Draft {
     name: String,
     name_path: String,
@@ -1269,9 +1270,45 @@ pub fn build_cancellable(req: Request, limits: &Limits, cancel: &Cancel) -> Resu
     }
 
     apply_recipe(&req, &mut drafts)?;
+    if let Some(crate::recipe::Recipe::Adaptive { .. }) = &req.recipe {
+        adaptive(&req, &mut drafts, limits)?;
+    }
     let drafts = select(&req, drafts)?;
     let drafts = shard(&req, drafts)?;
+    finish(req, drafts, limits)
+}
 
+/// `recipe: adaptive`: calibrates the whole model (before `only`/`shard`) by the measured pass
+/// of `/v1/analyze` on a provisional plan of the unscaled tensors, then scales each weight.
+fn adaptive(req: &Request, drafts: &mut [Draft], limits: &Limits) -> Result<()> {
+    let mut provisional = req.clone();
+    provisional.recipe = None;
+    provisional.only = None;
+    provisional.shard = None;
+    let plan = finish(provisional, drafts.to_vec(), limits)?;
+    let scales = crate::analyze::calibrate(std::sync::Arc::new(plan), req)?;
+    for (name, factor, note) in scales {
+        let Some(d) = drafts.iter_mut().find(|d| d.name == name) else {
+            continue;
+        };
+        let mut r = crate::recipe::scale_resolved(&d.resolved, factor).ok_or_else(|| {
+            SpecError::new(
+                ErrorCode::InitializerMismatch,
+                d.origin.clone(),
+                format!(
+                    "`{}` uses {}, which has no scale to calibrate; give it a scaled initializer",
+                    d.name, d.resolved.info.spec.def.name
+                ),
+            )
+        })?;
+        r.info.recipe = Some(note);
+        d.resolved = r;
+    }
+    Ok(())
+}
+
+/// Sizes, orders and lays out the tensors, and checks the request limits.
+fn finish(req: Request, drafts: Vec<Draft>, limits: &Limits) -> Result<Plan> {
     let mut total_elements: u64 = 0;
     let mut sized = Vec::with_capacity(drafts.len());
     for d in drafts {

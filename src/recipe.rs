@@ -64,6 +64,13 @@ pub enum Recipe {
     DeepNet {
         num_layers: Option<u64>,
     },
+    /// Data-free LSUV (`analyze::calibrate`): each dense/conv weight of a stack scaled so the
+    /// seeded batch's pre-activation (its `W·x` part) has std `target_std`, layer by layer.
+    Adaptive {
+        target_std: f64,
+        input_mean: f64,
+        input_std: f64,
+    },
 }
 
 /// GPT-NeoX's `init_method` / `output_layer_init_method` choices (`get_init_methods`).
@@ -129,6 +136,7 @@ pub const NAMES: &[&str] = &[
     "torchtitan",
     "mup",
     "deepnet",
+    "adaptive",
 ];
 
 impl Recipe {
@@ -141,6 +149,7 @@ impl Recipe {
             Recipe::Torchtitan { .. } => "torchtitan",
             Recipe::Mup { .. } => "mup",
             Recipe::DeepNet { .. } => "deepnet",
+            Recipe::Adaptive { .. } => "adaptive",
         }
     }
 
@@ -195,6 +204,15 @@ impl Recipe {
             }
             Recipe::DeepNet { num_layers } => {
                 m.insert("num_layers".into(), json!(num_layers));
+            }
+            Recipe::Adaptive {
+                target_std,
+                input_mean,
+                input_std,
+            } => {
+                m.insert("target_std".into(), json!(target_std));
+                m.insert("input_mean".into(), json!(input_mean));
+                m.insert("input_std".into(), json!(input_std));
             }
         }
         Value::Object(m)
@@ -287,6 +305,14 @@ pub fn parse(v: &Value, path: &str) -> Result<Recipe> {
         }
         "deepnet" => Recipe::DeepNet {
             num_layers: opt_layers(&o)?,
+        },
+        "adaptive" | "lsuv" => Recipe::Adaptive {
+            target_std: positive(&o, "target_std", 1.0)?,
+            input_mean: match o.f64_any(&["input_mean"])? {
+                None => 0.0,
+                Some((x, _)) => x,
+            },
+            input_std: positive(&o, "input_std", 1.0)?,
         },
         other => {
             return Err(SpecError::new(
@@ -747,6 +773,8 @@ pub fn rule_for(recipe: &Recipe, t: &Target<'_>, dims: &ModelDims, path: &str) -
                 ),
             }
         }
+        // Calibrated from the measured pass in `plan::build`, not by a per-tensor rule.
+        Recipe::Adaptive { .. } => None,
     };
     Ok(match a {
         Some(r) => Action::Replace(r),
