@@ -307,3 +307,19 @@ fn glob_patterns_are_bounded_and_compiled_once() {
         ("no_match", Some("only[1]"))
     );
 }
+
+#[test]
+fn duplicate_keys_are_refused() {
+    for body in [
+        r#"{"seed": 1, "seed": 2}"#,
+        r#"{"seed": 1, "tensors": [{"name": "a", "name": "b", "shape": [1], "init": "zeros"}]}"#,
+        r#"{"seed": 1, "hf_config": {"model_type": "llama", "model_type": "gpt2"}}"#,
+    ] {
+        let e = spec::parse_bytes(body.as_bytes()).unwrap_err();
+        assert_eq!(e.code.as_str(), "malformed_json", "{body}");
+        assert!(e.message.contains("duplicate key"), "{}", e.message);
+    }
+    // Same key in different objects is fine; numbers parse exactly as before.
+    let r = spec::parse_bytes(br#"{"seed": 18446744073709551615, "tensors": [{"name": "a", "shape": [1], "init": {"name": "constant", "value": 0.1}}]}"#).unwrap();
+    assert_eq!(r.seed, u64::MAX);
+}

@@ -208,3 +208,81 @@ async fn bytes_being_received_are_bounded() {
 async fn send_owned(app: axum::Router, req: Request<Body>) -> StatusCode {
     send(&app, req).await.status()
 }
+
+fn http_get(addr: SocketAddr, path: &str) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_answers_503_during_the_grace_period() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(paraminit::http::serve_with_shutdown(
+        listener,
+        Config {
+            shutdown_grace_secs: 5,
+            ..test_config()
+        },
+        async move {
+            let _ = rx.await;
+        },
+    ));
+    let texts = tokio::task::spawn_blocking(move || {
+        // An in-flight stream that is never read keeps the grace period running.
+        let mut held = TcpStream::connect(addr).unwrap();
+        let body = raw_request(100_000_000, "\"normal\"");
+        write!(held, "POST /v1/init?format=safetensors HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(http_get(addr, "/readyz").starts_with("HTTP/1.1 200"));
+        tx.send(()).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        let r = (http_get(addr, "/readyz"), http_get(addr, "/v1/initializers"), http_get(addr, "/healthz"));
+        drop(held);
+        r
+    })
+    .await
+    .unwrap();
+    assert!(
+        texts.0.starts_with("HTTP/1.1 503") && texts.0.contains("shutting_down"),
+        "{}",
+        texts.0
+    );
+    assert!(
+        texts.1.starts_with("HTTP/1.1 503") && texts.1.contains("shutting_down"),
+        "{}",
+        texts.1
+    );
+    assert!(texts.2.starts_with("HTTP/1.1 200"), "{}", texts.2);
+    // The process side: serve returns within the grace period.
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn spec_is_percent_decoded() {
+    use base64::Engine;
+    let app = app();
+    let padded = base64::engine::general_purpose::URL_SAFE
+        .encode(r#"{"seed": 1, "tensors": [{"name": "a", "shape": [2], "init": "ones"}]}"#);
+    let escaped: String = padded.bytes().map(|b| format!("%{b:02X}")).collect();
+    let a = body_bytes(send(&app, get(&format!("/v1/init?spec={padded}"))).await).await;
+    let b = body_bytes(send(&app, get(&format!("/v1/init?spec={escaped}"))).await).await;
+    assert_eq!(a, b);
+    let v: serde_json::Value = serde_json::from_slice(&a).unwrap();
+    assert_eq!(v["tensors"][0]["data"], serde_json::json!([1.0, 1.0]));
+    let v = json_of(&app, get("/v1/init?spec=%G1"), StatusCode::BAD_REQUEST).await;
+    assert_envelope(&v, "invalid_query", Some("?spec"));
+}

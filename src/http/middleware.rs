@@ -35,7 +35,17 @@ pub async fn observe(State(state): State<AppState>, req: Request, next: Next) ->
         route = super::metrics::route_label(&route)
     );
 
-    let res = if let Some(e) = check_token(&state, &route, &req) {
+    let draining = state.draining.load(std::sync::atomic::Ordering::SeqCst)
+        && !matches!(route.as_str(), "/healthz" | "/readyz" | "/metrics");
+    let res = if draining {
+        // Shutting down: only the probes and metrics are answered; `/readyz` says 503 itself.
+        ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            super::errors::codes::SHUTTING_DOWN,
+            "the service is shutting down; retry on another replica",
+        )
+        .into_response()
+    } else if let Some(e) = check_token(&state, &route, &req) {
         e.into_response()
     } else {
         use tracing::Instrument;

@@ -226,8 +226,11 @@ async fn init_get(State(state): State<AppState>, req: Request) -> Result<Respons
         )
         .with_path("?spec"));
     }
-    // Accept the alphabet with or without `=` padding (clients differ).
-    let trimmed = spec.trim_end_matches("%3D").trim_end_matches('=');
+    // A query value may be percent-encoded (`%3D` padding, or a client that escapes every
+    // byte); decode it first, then accept the alphabet with or without `=` padding.
+    let decoded = percent_decode(spec)
+        .ok_or_else(|| invalid("`spec` has a malformed percent-escape".into()))?;
+    let trimmed = decoded.trim_end_matches('=');
     let body = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(trimmed)
         .map_err(|e| invalid(format!("`spec` is not base64url: {e}")))?;
@@ -245,6 +248,27 @@ async fn init_get(State(state): State<AppState>, req: Request) -> Result<Respons
     let request = crate::spec::parse_bytes(&body).map_err(ApiError::from)?;
     let head = req.method() == axum::http::Method::HEAD;
     respond(&state, req.headers(), format, request, true, head).await
+}
+
+/// `%XX` escapes decoded (RFC 3986 §2.1); `None` for a malformed escape or non-UTF-8 result.
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            if !hex.bytes().all(|c| c.is_ascii_hexdigit()) {
+                return None;
+            }
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 /// Everything after the request is parsed: plan, conditional and range handling, a job slot,
@@ -585,13 +609,39 @@ pub async fn serve_with_shutdown(
             _ = &mut shutdown => break,
         }
     }
-    drop(listener);
     state.draining.store(true, Ordering::SeqCst);
     tracing::info!(
         grace_secs = grace.as_secs(),
-        "shutting down: no new connections; finishing in-flight responses"
+        "shutting down: finishing in-flight responses; new requests get 503 (readiness probes see it)"
     );
+    // During the grace period the listener stays open, so a readiness probe sees `/readyz`
+    // answer 503 instead of a refused connection; those connections are served one request
+    // each, and every route but the probes answers 503 `shutting_down` (middleware).
+    let drain_accept = {
+        let app = app.clone();
+        let b = overflow_builder.clone();
+        async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                };
+                let service = hyper_util::service::TowerToHyperService::new(app.clone());
+                let b = b.clone();
+                tokio::spawn(async move {
+                    let conn =
+                        b.0.serve_connection_with_upgrades(
+                            hyper_util::rt::TokioIo::new(stream),
+                            service,
+                        )
+                        .into_owned();
+                    let _ = tokio::time::timeout(OVERFLOW_HEADER_TIMEOUT * 2, conn).await;
+                });
+            }
+        }
+    };
     tokio::select! {
+        _ = drain_accept => Ok(()),
         _ = graceful.shutdown() => {
             tracing::info!("shut down cleanly");
             Ok(())

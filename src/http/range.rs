@@ -27,8 +27,10 @@ pub fn decide(headers: &HeaderMap, etag: &str, total: u64) -> RangeAnswer {
             return RangeAnswer::Full;
         }
     }
-    let Some(spec) = range.trim().strip_prefix("bytes=") else {
-        return RangeAnswer::Full;
+    // The range unit is case-insensitive (RFC 9110 §14.1).
+    let spec = match range.trim().split_once('=') {
+        Some((unit, spec)) if unit.trim().eq_ignore_ascii_case("bytes") => spec,
+        _ => return RangeAnswer::Full,
     };
     if spec.contains(',') {
         return RangeAnswer::Full;
@@ -37,9 +39,13 @@ pub fn decide(headers: &HeaderMap, etag: &str, total: u64) -> RangeAnswer {
         return RangeAnswer::Full;
     };
     let (a, b) = (a.trim(), b.trim());
+    // Digits past u64 saturate: a position beyond 2^64 is past the end like any other large
+    // one (416), not a malformed header (which would be ignored with a 200).
     let parse = |s: &str| {
         if s.bytes().all(|c| c.is_ascii_digit()) && !s.is_empty() {
-            s.parse::<u64>().ok()
+            Some(s.bytes().fold(0u64, |acc, c| {
+                acc.saturating_mul(10).saturating_add(u64::from(c - b'0'))
+            }))
         } else {
             None
         }
@@ -93,6 +99,37 @@ mod tests {
             h.insert(header::IF_RANGE, HeaderValue::from_str(v).unwrap());
         }
         decide(&h, "\"abc\"", 1000)
+    }
+
+    #[test]
+    fn huge_positions_and_unit_case() {
+        use RangeAnswer::*;
+        assert_eq!(d("bytes=18446744073709551615-", None), Unsatisfiable);
+        assert_eq!(d("bytes=18446744073709551616-", None), Unsatisfiable);
+        assert_eq!(d("bytes=99999999999999999999999-", None), Unsatisfiable);
+        assert_eq!(
+            d("bytes=0-99999999999999999999999", None),
+            Partial {
+                start: 0,
+                end: 1000
+            }
+        );
+        assert_eq!(
+            d("bytes=-99999999999999999999999", None),
+            Partial {
+                start: 0,
+                end: 1000
+            }
+        );
+        assert_eq!(d("BYTES=0-1", None), Partial { start: 0, end: 2 });
+        assert_eq!(
+            d("Bytes=10-", None),
+            Partial {
+                start: 10,
+                end: 1000
+            }
+        );
+        assert_eq!(d("items=0-1", None), Full);
     }
 
     #[test]
