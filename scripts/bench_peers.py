@@ -51,7 +51,7 @@ def timed(runs, f):
     return statistics.median(ts)
 
 
-def peers(n, runs, threads):
+def peers(n, runs, threads, only=()):
     out = {}
     try:
         import numpy as np
@@ -83,8 +83,15 @@ def peers(n, runs, threads):
                 "trunc_normal_": lambda: torch.nn.init.trunc_normal_(x, std=1.0, a=-2.0, b=2.0),
                 "trunc_normal_002": lambda: torch.nn.init.trunc_normal_(x, std=0.02),
             }
+            # With --only, just the peers of the chosen initializers.
+            ours = {"normal_": "normal", "uniform_": "uniform", "trunc_normal_": "trunc_normal",
+                    "trunc_normal_002": "trunc_normal_002"}
             for name, f in cases.items():
+                if only and ours[name] not in only:
+                    continue
                 out[("torch", name, th)] = n / timed(runs, f)
+            if only and "orthogonal" not in only:
+                continue
             w = torch.empty(4096, 4096, dtype=torch.float32)
             t = timed(max(1, min(runs, 3)), lambda: torch.nn.init.orthogonal_(w))
             out[("torch", "orthogonal_seconds", th)] = t
@@ -287,7 +294,7 @@ def main():
         print(f"load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     except OSError:
         pass
-    p = {} if args.skip_peers else peers(n, args.runs, args.threads)
+    p = {} if args.skip_peers else peers(n, args.runs, args.threads, [x for x in args.only.split(",") if x])
     print(f"== peers (n = 2^{args.log2n} f32, median of {args.runs})")
     for (lib, name, th), v in sorted(p.items()):
         if name.endswith("_seconds"):
