@@ -50,8 +50,9 @@ fn nasty_cases() {
         // Names that collide only after framework renaming: a named layer `0` and layer 0.
         ("{\"seed\": 1, \"layers\": [{\"type\": \"dense\", \"in_features\": 2, \"out_features\": 2}, {\"type\": \"dense\", \"name\": \"0\", \"out_features\": 2}]}".into(), "duplicate_name"),
         ("{\"seed\": 1, \"framework\": \"keras\", \"layers\": [{\"type\": \"dense\", \"in_features\": 2, \"out_features\": 2}, {\"type\": \"dense\", \"name\": \"dense\", \"out_features\": 2}]}".into(), "duplicate_name"),
-        ("{\"seed\": 1, \"tensors\": [{\"name\": \"a\", \"shape\": [2], \"init\": \"zeros\", \"init\": \"ones\"}]}".into(), "ok"),
-        ("{\"seed\": 1, \"seed\": 2}".into(), "ok"),
+        ("{\"seed\": 1, \"tensors\": [{\"name\": \"a\", \"shape\": [2], \"init\": \"zeros\", \"init\": \"ones\"}]}".into(), "malformed_json"),
+        // Duplicate keys are refused (issue 11), not resolved by "last wins".
+        ("{\"seed\": 1, \"seed\": 2}".into(), "malformed_json"),
         ("\u{feff}{\"seed\": 1}".into(), "malformed_json"),
         ("".into(), "malformed_json"),
         ("null".into(), "invalid_type"),
