@@ -58,3 +58,26 @@ async fn analyze_reports_the_seed_mlp() {
     .await;
     assert_envelope(&v, "invalid_type", Some("layers"));
 }
+
+#[tokio::test]
+async fn explorer_page_is_open_and_asks_for_the_token_when_the_service_has_one() {
+    let (app, _) = app_with(paraminit::config::Config {
+        api_token: Some("s3cret".into()),
+        ..test_config()
+    });
+    let res = send(&app, get("/")).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let html = String::from_utf8(body_bytes(res).await).unwrap();
+    assert!(html.contains("<body data-auth=\"required\">"));
+    assert!(html.contains("id=\"token\""));
+    // Everything else still needs the token.
+    assert_eq!(
+        send(&app, post("/v1/analyze", SEED_MLP)).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    // Without tokens the page does not ask for one.
+    let html =
+        String::from_utf8(body_bytes(send(&app_with(test_config()).0, get("/")).await).await)
+            .unwrap();
+    assert!(html.contains("<body>") && !html.contains("data-auth"));
+}

@@ -18,8 +18,9 @@ use super::AppState;
 use super::errors::{ApiError, Enveloped, codes};
 use super::metrics::Metrics;
 
-/// Routes that stay open when `PARAMINIT_API_TOKEN` is set.
-const OPEN_ROUTES: [&str; 2] = ["/healthz", "/readyz"];
+/// Routes that stay open when `PARAMINIT_API_TOKEN` is set. The explorer page (`/`) is static
+/// and holds no data; it asks for the token and sends it with every request it makes.
+const OPEN_ROUTES: [&str; 3] = ["/", "/healthz", "/readyz"];
 
 pub async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let started = Instant::now();

@@ -399,7 +399,17 @@ async fn plan_route(State(state): State<AppState>, req: Request) -> Result<Respo
 /// The explorer page: plain HTML, CSS and script, embedded; no external resources.
 pub const EXPLORER_HTML: &str = include_str!("explorer.html");
 
-async fn explorer() -> Response {
+async fn explorer(State(state): State<AppState>) -> Response {
+    // With tokens configured the page shows its token field from the start.
+    let page = if state.config.api_token.is_some() {
+        std::borrow::Cow::Owned(EXPLORER_HTML.replacen(
+            "<body>",
+            "<body data-auth=\"required\">",
+            1,
+        ))
+    } else {
+        std::borrow::Cow::Borrowed(EXPLORER_HTML)
+    };
     (
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
@@ -408,7 +418,7 @@ async fn explorer() -> Response {
                 "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'",
             ),
         ],
-        EXPLORER_HTML,
+        page.into_owned(),
     )
         .into_response()
 }
