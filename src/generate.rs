@@ -183,6 +183,24 @@ impl Generator {
                     out[(a - start) as usize..(b - start) as usize].fill(*value);
                 }
             }
+            ValueSource::Pieces(parts) => {
+                let end = start + out.len() as u64;
+                for (p0, p1, src) in parts {
+                    let (a, b) = ((*p0).max(start), (*p1).min(end));
+                    if a >= b {
+                        continue;
+                    }
+                    let dst = &mut out[(a - start) as usize..(b - start) as usize];
+                    match src {
+                        ValueSource::Random(kernel) => {
+                            let reader = scratch.reader(self.plan.seed(), tp.stream);
+                            sample::fill(reader, kernel, a, dst);
+                        }
+                        ValueSource::Constant(v) => dst.fill(*v),
+                        _ => unreachable!("the plan only splits into constants and random kernels"),
+                    }
+                }
+            }
             ValueSource::Orthogonal { .. }
             | ValueSource::DeltaOrthogonal { .. }
             | ValueSource::Sparse { .. } => {

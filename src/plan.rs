@@ -14,6 +14,7 @@ use crate::spec::fields::{index, join};
 use crate::spec::{Activation, DType, Framework, Layer, LayerKind, NormKind, Request};
 
 mod arch;
+mod keras;
 
 /// The service version written into every file.
 pub const SERVICE_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -888,6 +889,7 @@ fn max_abs(src: &ValueSource) -> f64 {
         ValueSource::DeltaOrthogonal { scale } => scale.abs(),
         ValueSource::Sparse { std, .. } => 5.8 * (*std as f64).abs(),
         ValueSource::WithConstantRange { base, value, .. } => max_abs(base).max(value.abs() as f64),
+        ValueSource::Pieces(parts) => parts.iter().map(|p| max_abs(&p.2)).fold(0.0, f64::max),
     }
 }
 
@@ -1020,6 +1022,7 @@ pub fn build(req: Request, limits: &Limits) -> Result<Plan> {
     let mut drafts = Vec::new();
     layer_drafts(&req, &mut drafts)?;
     hf_drafts(&req, &mut drafts)?;
+    keras::keras_drafts(&req, &mut drafts)?;
     raw_drafts(&req, &mut drafts)?;
 
     if drafts.len() as u64 > limits.max_tensors {

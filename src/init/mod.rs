@@ -105,6 +105,11 @@ pub enum ValueSource {
         end: u64,
         value: f32,
     },
+    /// Consecutive logical ranges `[start, end)`, each from its own constant or random kernel
+    /// reading the tensor's one stream at the element's own index: Keras LSTM
+    /// `unit_forget_bias` with an initializer that depends on the shape, which Keras calls
+    /// on `(units,)` and `(2·units,)` separately (`keras/src/layers/rnn/lstm.py`).
+    Pieces(Vec<(u64, u64, ValueSource)>),
 }
 
 impl ValueSource {
