@@ -6,6 +6,7 @@
 //! and `jax/_src/nn/initializers.py` (used by Flax); see `../shared/reference/initializers.md`.
 
 pub mod catalogue;
+pub mod scoped;
 
 use serde_json::{Map, Value, json};
 

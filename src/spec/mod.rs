@@ -173,6 +173,22 @@ pub fn parse_bytes(body: &[u8]) -> Result<Request> {
 }
 
 pub fn parse(value: &Value) -> Result<Request> {
+    // Initializer names are framework-scoped (`init::scoped`): under keras/flax they are first
+    // rewritten into catalogue entries. An invalid `framework` is reported by `parse_request`.
+    let fw = match value.get("framework") {
+        Some(Value::String(s)) => Framework::parse(s, "framework").ok(),
+        None if value.get("keras_model").is_some() => Some(Framework::Keras),
+        _ => None,
+    };
+    if let Some(fw) = fw
+        && let Some(scoped) = crate::init::scoped::apply(value, fw)?
+    {
+        return parse_request(&scoped);
+    }
+    parse_request(value)
+}
+
+fn parse_request(value: &Value) -> Result<Request> {
     let root = Obj::new(value, "")?;
     let (seed_v, seed_path) = root.require_any(&["seed"], "")?;
     let seed = parse_seed(seed_v, &seed_path)?;
