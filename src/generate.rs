@@ -109,8 +109,8 @@ impl Generator {
                 let tp = &self.plan.tensors[t];
                 let reader = scratch.reader(self.plan.seed(), tp.stream);
                 let v = match tp.resolved.source {
-                    ValueSource::Orthogonal { gain } => {
-                        structured::orthogonal(reader, &tp.logical_shape, gain)
+                    ValueSource::Orthogonal { gain, rows_axes } => {
+                        structured::orthogonal(reader, &tp.logical_shape, rows_axes, gain)
                     }
                     ValueSource::DeltaOrthogonal { scale } => {
                         structured::delta_orthogonal(reader, &tp.logical_shape, scale)

@@ -662,6 +662,20 @@ fn layer_drafts(req: &Request, drafts: &mut Vec<Draft>) -> Result<()> {
                 padding_idx,
                 init: ei,
             } => {
+                if padding_idx.is_some() && fw != Framework::PyTorch {
+                    return Err(SpecError::new(
+                        ErrorCode::UnsupportedLayerType,
+                        join(&path, "padding_idx"),
+                        format!(
+                            "padding_idx is PyTorch-only: {} has no padding row (Keras masks with mask_zero, which changes no weight)",
+                            if fw == Framework::Keras {
+                                "Keras Embedding"
+                            } else {
+                                "Flax Embed"
+                            }
+                        ),
+                    ));
+                }
                 let (default, fan) = match fw {
                     Framework::PyTorch => (named("normal"), None),
                     Framework::Keras => (named("random_uniform"), None),
@@ -704,6 +718,25 @@ fn layer_drafts(req: &Request, drafts: &mut Vec<Draft>) -> Result<()> {
                 weight_init,
                 bias_init,
             } => {
+                if *kind == NormKind::Batch && !*track_running_stats && fw != Framework::PyTorch {
+                    return Err(SpecError::new(
+                        ErrorCode::UnsupportedLayerType,
+                        join(&path, "track_running_stats"),
+                        format!(
+                            "track_running_stats is PyTorch-only: {} BatchNorm always keeps its statistics ({})",
+                            if fw == Framework::Keras {
+                                "Keras"
+                            } else {
+                                "Flax"
+                            },
+                            if fw == Framework::Keras {
+                                "moving_mean, moving_variance"
+                            } else {
+                                "batch_stats mean, var"
+                            }
+                        ),
+                    ));
+                }
                 let wrole = if *kind == NormKind::Rms {
                     &RMS_W
                 } else {
@@ -885,7 +918,7 @@ fn max_abs(src: &ValueSource) -> f64 {
         ValueSource::Random(Kernel::TruncNormal(t)) => (t.a as f64).abs().max((t.b as f64).abs()),
         ValueSource::Eye { gain } => gain.abs() as f64,
         ValueSource::Dirac { .. } => 1.0,
-        ValueSource::Orthogonal { gain } => gain.abs(),
+        ValueSource::Orthogonal { gain, .. } => gain.abs(),
         ValueSource::DeltaOrthogonal { scale } => scale.abs(),
         ValueSource::Sparse { std, .. } => 5.8 * (*std as f64).abs(),
         ValueSource::WithConstantRange { base, value, .. } => max_abs(base).max(value.abs() as f64),
@@ -1075,7 +1108,16 @@ pub fn build(req: Request, limits: &Limits) -> Result<Plan> {
         };
         if d.resolved.source.is_whole_tensor() {
             let logical = &d.logical_shape;
-            let small = logical[0].min(full_numel / logical[0].max(1));
+            let rows_axes = match d.resolved.source {
+                ValueSource::Orthogonal { rows_axes, .. } => {
+                    rows_axes.clamp(1, logical.len().max(1))
+                }
+                _ => 1,
+            };
+            let rows = logical[..rows_axes.min(logical.len())]
+                .iter()
+                .fold(1u64, |a, &x| a.saturating_mul(x));
+            let small = rows.min(full_numel / rows.max(1));
             if full_numel > MAX_WHOLE_TENSOR_ELEMENTS
                 || (matches!(d.resolved.source, ValueSource::Orthogonal { .. })
                     && small > MAX_ORTHOGONAL_SMALL_DIM)

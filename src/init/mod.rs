@@ -87,9 +87,13 @@ pub enum ValueSource {
     Dirac {
         groups: u64,
     },
-    /// Whole-tensor QR; see `structured`.
+    /// Whole-tensor QR; see `structured`. The matrix is the logical tensor flattened to
+    /// `(prod(logical[..rows_axes]), prod(logical[rows_axes..]))`: 1 for PyTorch's
+    /// `(shape[0], rest)`; 2 for attention kernels, which Keras flattens as
+    /// `(prod(shape[:-1]), shape[-1])` and Flax's DenseGeneral `out` as `(heads·head_dim, E)`.
     Orthogonal {
         gain: f64,
+        rows_axes: usize,
     },
     DeltaOrthogonal {
         scale: f64,
@@ -477,6 +481,7 @@ pub fn resolve(spec: &InitSpec, ctx: &TensorCtx<'_>) -> Result<Resolved> {
             Ok(Resolved {
                 source: ValueSource::Orthogonal {
                     gain: spec.f("gain"),
+                    rows_axes: 1,
                 },
                 info,
             })
