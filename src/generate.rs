@@ -154,8 +154,8 @@ impl Generator {
                 let tp = &self.plan.tensors[t];
                 let reader = scratch.reader(self.plan.seed(), tp.stream);
                 let v = match tp.resolved.source {
-                    ValueSource::Orthogonal { gain } => {
-                        structured::orthogonal(reader, &tp.logical_shape, gain)
+                    ValueSource::Orthogonal { gain, rows_axes } => {
+                        structured::orthogonal(reader, &tp.logical_shape, rows_axes, gain)
                     }
                     ValueSource::DeltaOrthogonal { scale } => {
                         structured::delta_orthogonal(reader, &tp.logical_shape, scale)
@@ -226,6 +226,24 @@ impl Generator {
                 let (a, b) = ((*r0).max(start), (*r1).min(start + out.len() as u64));
                 if a < b {
                     out[(a - start) as usize..(b - start) as usize].fill(*value);
+                }
+            }
+            ValueSource::Pieces(parts) => {
+                let end = start + out.len() as u64;
+                for (p0, p1, src) in parts {
+                    let (a, b) = ((*p0).max(start), (*p1).min(end));
+                    if a >= b {
+                        continue;
+                    }
+                    let dst = &mut out[(a - start) as usize..(b - start) as usize];
+                    match src {
+                        ValueSource::Random(kernel) => {
+                            let reader = scratch.reader(self.plan.seed(), tp.stream);
+                            sample::fill(reader, kernel, a, dst);
+                        }
+                        ValueSource::Constant(v) => dst.fill(*v),
+                        _ => unreachable!("the plan only splits into constants and random kernels"),
+                    }
                 }
             }
             ValueSource::Orthogonal { .. }

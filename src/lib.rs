@@ -54,6 +54,7 @@ pub mod generate;
 pub mod hf;
 pub mod http;
 pub mod init;
+pub mod keras;
 pub mod math;
 pub mod plan;
 pub mod recipe;

@@ -18,6 +18,7 @@ use crate::spec::{Activation, DType, Framework, Layer, LayerKind, NormKind, Requ
 
 mod arch;
 mod collect;
+mod keras;
 
 use collect::Collector;
 pub use collect::{Cancel, CancelOnDrop, RESERVED_NAMES};
@@ -701,6 +702,20 @@ fn layer_drafts(req: &Request, drafts: &mut Collector) -> Result<()> {
                 padding_idx,
                 init: ei,
             } => {
+                if padding_idx.is_some() && fw != Framework::PyTorch {
+                    return Err(SpecError::new(
+                        ErrorCode::UnsupportedLayerType,
+                        join(&path, "padding_idx"),
+                        format!(
+                            "padding_idx is PyTorch-only: {} has no padding row (Keras masks with mask_zero, which changes no weight)",
+                            if fw == Framework::Keras {
+                                "Keras Embedding"
+                            } else {
+                                "Flax Embed"
+                            }
+                        ),
+                    ));
+                }
                 let (default, fan) = match fw {
                     Framework::PyTorch => (named("normal"), None),
                     Framework::Keras => (named("random_uniform"), None),
@@ -743,6 +758,25 @@ fn layer_drafts(req: &Request, drafts: &mut Collector) -> Result<()> {
                 weight_init,
                 bias_init,
             } => {
+                if *kind == NormKind::Batch && !*track_running_stats && fw != Framework::PyTorch {
+                    return Err(SpecError::new(
+                        ErrorCode::UnsupportedLayerType,
+                        join(&path, "track_running_stats"),
+                        format!(
+                            "track_running_stats is PyTorch-only: {} BatchNorm always keeps its statistics ({})",
+                            if fw == Framework::Keras {
+                                "Keras"
+                            } else {
+                                "Flax"
+                            },
+                            if fw == Framework::Keras {
+                                "moving_mean, moving_variance"
+                            } else {
+                                "batch_stats mean, var"
+                            }
+                        ),
+                    ));
+                }
                 let wrole = if *kind == NormKind::Rms {
                     &RMS_W
                 } else {
@@ -1128,10 +1162,11 @@ fn max_abs(src: &ValueSource) -> f64 {
         ValueSource::Random(Kernel::TruncNormal(t)) => (t.a as f64).abs().max((t.b as f64).abs()),
         ValueSource::Eye { gain } => gain.abs() as f64,
         ValueSource::Dirac { .. } => 1.0,
-        ValueSource::Orthogonal { gain } => gain.abs(),
+        ValueSource::Orthogonal { gain, .. } => gain.abs(),
         ValueSource::DeltaOrthogonal { scale } => scale.abs(),
         ValueSource::Sparse { std, .. } => 5.8 * (*std as f64).abs(),
         ValueSource::WithConstantRange { base, value, .. } => max_abs(base).max(value.abs() as f64),
+        ValueSource::Pieces(parts) => parts.iter().map(|p| max_abs(&p.2)).fold(0.0, f64::max),
     }
 }
 
@@ -1255,6 +1290,7 @@ pub fn build_cancellable(req: Request, limits: &Limits, cancel: &Cancel) -> Resu
     let mut collector = Collector::new(limits, cancel);
     layer_drafts(&req, &mut collector)?;
     hf_drafts(&req, &mut collector)?;
+    keras::keras_drafts(&req, &mut collector)?;
     raw_drafts(&req, &mut collector)?;
     let mut drafts = collector.into_drafts();
 
@@ -1333,7 +1369,16 @@ fn finish(req: Request, drafts: Vec<Draft>, limits: &Limits) -> Result<Plan> {
         };
         if d.resolved.source.is_whole_tensor() {
             let logical = &d.logical_shape;
-            let small = logical[0].min(full_numel / logical[0].max(1));
+            let rows_axes = match d.resolved.source {
+                ValueSource::Orthogonal { rows_axes, .. } => {
+                    rows_axes.clamp(1, logical.len().max(1))
+                }
+                _ => 1,
+            };
+            let rows = logical[..rows_axes.min(logical.len())]
+                .iter()
+                .fold(1u64, |a, &x| a.saturating_mul(x));
+            let small = rows.min(full_numel / rows.max(1));
             if full_numel > MAX_WHOLE_TENSOR_ELEMENTS
                 || (matches!(d.resolved.source, ValueSource::Orthogonal { .. })
                     && small > MAX_ORTHOGONAL_SMALL_DIM)

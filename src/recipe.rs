@@ -812,7 +812,10 @@ pub fn scale_resolved(r: &Resolved, f: f64) -> Option<Resolved> {
                 )))
             }
             ValueSource::Eye { gain } => ValueSource::Eye { gain: m(*gain) },
-            ValueSource::Orthogonal { gain } => ValueSource::Orthogonal { gain: gain * f },
+            ValueSource::Orthogonal { gain, rows_axes } => ValueSource::Orthogonal {
+                gain: gain * f,
+                rows_axes: *rows_axes,
+            },
             ValueSource::DeltaOrthogonal { scale } => {
                 ValueSource::DeltaOrthogonal { scale: scale * f }
             }

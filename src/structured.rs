@@ -400,10 +400,17 @@ fn subtract_product_avx512(
     }
 }
 
-/// torch `orthogonal_` on a logical `[rows, *rest]` tensor: rows = shape[0], cols = the rest.
-pub fn orthogonal(reader: &mut WordReader, logical_shape: &[u64], gain: f64) -> Vec<f32> {
-    let rows = logical_shape[0] as usize;
-    let cols = logical_shape[1..].iter().product::<u64>() as usize;
+/// torch `orthogonal_` on the logical tensor flattened to `[rows, cols]`: rows = the product of
+/// the first `rows_axes` axes (1 for PyTorch: `shape[0]`), cols = the rest.
+pub fn orthogonal(
+    reader: &mut WordReader,
+    logical_shape: &[u64],
+    rows_axes: usize,
+    gain: f64,
+) -> Vec<f32> {
+    let split = rows_axes.clamp(1, logical_shape.len().max(1));
+    let rows = logical_shape[..split].iter().product::<u64>() as usize;
+    let cols = logical_shape[split..].iter().product::<u64>() as usize;
     orthogonal_matrix(reader, rows, cols, gain)
         .into_iter()
         .map(|x| x as f32)

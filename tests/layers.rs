@@ -19,6 +19,11 @@ fn names_shapes(p: &paraminit::plan::Plan) -> Vec<(String, Vec<u64>, &'static st
 }
 
 fn cnn(fw: &str) -> Value {
+    // padding_idx is PyTorch-only (Keras/Flax refuse it: tests/framework_mismatches.rs).
+    let mut embedding = json!({"type": "embedding", "input_dim": 50, "output_dim": 10});
+    if fw == "pytorch" {
+        embedding["padding_idx"] = json!(-1);
+    }
     json!({"seed": 1, "framework": fw, "layers": [
         {"type": "conv2d", "input_shape": [28, 28, 1], "filters": 8, "kernel_size": 3},
         {"type": "batch_norm"},
@@ -28,7 +33,7 @@ fn cnn(fw: &str) -> Value {
         {"type": "layer_norm"},
         {"type": "rms_norm"},
         {"type": "dropout", "p": 0.1},
-        {"type": "embedding", "input_dim": 50, "output_dim": 10, "padding_idx": -1},
+        embedding,
     ]})
 }
 

@@ -64,7 +64,7 @@ pub fn second_moment(src: &ValueSource, logical: &[u64]) -> f64 {
             let mean = m + s * d1;
             var + mean * mean
         }
-        ValueSource::Orthogonal { gain } => {
+        ValueSource::Orthogonal { gain, .. } => {
             let rows = logical.first().copied().unwrap_or(1) as f64;
             let cols = logical.iter().skip(1).product::<u64>().max(1) as f64;
             gain * gain / rows.max(cols)
@@ -90,6 +90,18 @@ pub fn second_moment(src: &ValueSource, logical: &[u64]) -> f64 {
             logical.first().copied().unwrap_or(1) as f64 / n
         }
         ValueSource::Sparse { sparsity, std } => (1.0 - sparsity) * (*std as f64).powi(2),
+        // Element ranges drawn by different sources (Keras's split LSTM bias): the
+        // length-weighted mean of their second moments.
+        ValueSource::Pieces(pieces) => {
+            let n = logical.iter().product::<u64>().max(1) as f64;
+            pieces
+                .iter()
+                .map(|(start, end, p)| {
+                    end.saturating_sub(*start) as f64 * second_moment(p, logical)
+                })
+                .sum::<f64>()
+                / n
+        }
     }
 }
 

@@ -133,7 +133,7 @@ pub static CATALOGUE: &[InitDef] = &[
     },
     InitDef {
         name: "uniform",
-        aliases: &[],
+        aliases: &["torch_uniform", "uniform_"],
         semantics: "pytorch",
         params: &[
             pa("low", &["a"], K::Float, D::Float(0.0)),
@@ -144,7 +144,7 @@ pub static CATALOGUE: &[InitDef] = &[
     },
     InitDef {
         name: "normal",
-        aliases: &[],
+        aliases: &["torch_normal", "normal_"],
         semantics: "pytorch",
         params: &[
             p("mean", K::Float, D::Float(0.0)),
@@ -155,7 +155,7 @@ pub static CATALOGUE: &[InitDef] = &[
     },
     InitDef {
         name: "truncated_normal",
-        aliases: &["trunc_normal"],
+        aliases: &["torch_truncated_normal", "trunc_normal", "trunc_normal_"],
         semantics: "pytorch",
         params: &[
             p("mean", K::Float, D::Float(0.0)),
@@ -245,7 +245,7 @@ pub static CATALOGUE: &[InitDef] = &[
     },
     InitDef {
         name: "kaiming_uniform",
-        aliases: &["kaiming_uniform_"],
+        aliases: &["kaiming_uniform_", "torch_kaiming_uniform"],
         semantics: "pytorch",
         params: KAIMING_PARAMS,
         formula: "U(±gain·√(3/fan_mode)), gain = calculate_gain(nonlinearity, a)",
@@ -253,7 +253,7 @@ pub static CATALOGUE: &[InitDef] = &[
     },
     InitDef {
         name: "kaiming_normal",
-        aliases: &["kaiming_normal_"],
+        aliases: &["kaiming_normal_", "torch_kaiming_normal"],
         semantics: "pytorch",
         params: KAIMING_PARAMS,
         formula: "N(0, (gain/√fan_mode)²), untruncated, gain = calculate_gain(nonlinearity, a)",
@@ -261,7 +261,7 @@ pub static CATALOGUE: &[InitDef] = &[
     },
     InitDef {
         name: "xavier_uniform",
-        aliases: &["xavier_uniform_"],
+        aliases: &["xavier_uniform_", "torch_xavier_uniform"],
         semantics: "pytorch",
         params: &[p("gain", K::Float, D::Float(1.0))],
         formula: "U(±gain·√(6/(fan_in+fan_out)))",
@@ -269,7 +269,7 @@ pub static CATALOGUE: &[InitDef] = &[
     },
     InitDef {
         name: "xavier_normal",
-        aliases: &["xavier_normal_"],
+        aliases: &["xavier_normal_", "torch_xavier_normal"],
         semantics: "pytorch",
         params: &[p("gain", K::Float, D::Float(1.0))],
         formula: "N(0, gain²·2/(fan_in+fan_out)), untruncated",
@@ -644,5 +644,5 @@ pub fn catalogue_json() -> Value {
             })
         })
         .collect();
-    json!({ "initializers": items })
+    json!({ "initializers": items, "framework_names": super::scoped::names_table() })
 }

@@ -6,6 +6,7 @@
 //! and `jax/_src/nn/initializers.py` (used by Flax); see `../shared/reference/initializers.md`.
 
 pub mod catalogue;
+pub mod scoped;
 
 use serde_json::{Map, Value, json};
 
@@ -86,9 +87,13 @@ pub enum ValueSource {
     Dirac {
         groups: u64,
     },
-    /// Whole-tensor QR; see `structured`.
+    /// Whole-tensor QR; see `structured`. The matrix is the logical tensor flattened to
+    /// `(prod(logical[..rows_axes]), prod(logical[rows_axes..]))`: 1 for PyTorch's
+    /// `(shape[0], rest)`; 2 for attention kernels, which Keras flattens as
+    /// `(prod(shape[:-1]), shape[-1])` and Flax's DenseGeneral `out` as `(heads·head_dim, E)`.
     Orthogonal {
         gain: f64,
+        rows_axes: usize,
     },
     DeltaOrthogonal {
         scale: f64,
@@ -105,6 +110,11 @@ pub enum ValueSource {
         end: u64,
         value: f32,
     },
+    /// Consecutive logical ranges `[start, end)`, each from its own constant or random kernel
+    /// reading the tensor's one stream at the element's own index: Keras LSTM
+    /// `unit_forget_bias` with an initializer that depends on the shape, which Keras calls
+    /// on `(units,)` and `(2·units,)` separately (`keras/src/layers/rnn/lstm.py`).
+    Pieces(Vec<(u64, u64, ValueSource)>),
 }
 
 impl ValueSource {
@@ -477,6 +487,7 @@ pub fn resolve(spec: &InitSpec, ctx: &TensorCtx<'_>) -> Result<Resolved> {
             Ok(Resolved {
                 source: ValueSource::Orthogonal {
                     gain: spec.f("gain"),
+                    rows_axes: 1,
                 },
                 info,
             })

@@ -413,6 +413,7 @@ fn keras_recurrent(cx: &mut LayerCtx<'_>, r: &Recurrent, sub: &Sub) -> Result<()
         is_bias: true,
     })?;
     if r.cell == Cell::Lstm && r.unit_forget_bias.unwrap_or(true) {
+        let bpath = join(&cx.path, "bias_initializer");
         let last = cx.drafts.last_mut().expect("just added");
         let base = std::mem::replace(&mut last.resolved.source, ValueSource::Constant(0.0));
         match base {
@@ -420,21 +421,62 @@ fn keras_recurrent(cx: &mut LayerCtx<'_>, r: &Recurrent, sub: &Sub) -> Result<()
             _ => {
                 return Err(SpecError::new(
                     ErrorCode::InitializerMismatch,
-                    join(&cx.path, "bias_initializer"),
+                    bpath,
                     "with unit_forget_bias the bias initializer must be a constant or a plain distribution",
                 ));
             }
         }
-        last.resolved.source = ValueSource::WithConstantRange {
-            base: Box::new(base),
-            start: h,
-            end: 2 * h,
-            value: 1.0,
+        // keras/src/layers/rnn/lstm.py: concatenate([init((units,)), ones((units,)),
+        // init((2·units,))]). An initializer with fans sees (units,) and (2·units,), so the
+        // two parts are drawn with their own fans (same stream, element index as position).
+        let fan_based = last.resolved.info.fan_in.is_some();
+        let note = if fan_based {
+            let spec = last.resolved.info.spec.clone();
+            let part = |n: u64| -> Result<crate::init::Resolved> {
+                init::resolve(
+                    &spec,
+                    &TensorCtx {
+                        framework: Framework::Keras,
+                        shape: &[n],
+                        logical_shape: &[n],
+                        fan_in: None,
+                        fan_out: None,
+                        activation: None,
+                        path: &bpath,
+                    },
+                )
+            };
+            let (first, rest) = (part(h)?, part(2 * h)?);
+            last.resolved.source = ValueSource::Pieces(vec![
+                (0, h, first.source),
+                (h, 2 * h, ValueSource::Constant(1.0)),
+                (2 * h, 4 * h, rest.source),
+            ]);
+            last.resolved.info.fan_in = first.info.fan_in;
+            last.resolved.info.fan_out = first.info.fan_out;
+            format!(
+                "unit_forget_bias: as Keras, the initializer is called on ({h},) for [0, {h}) (the numbers above) and on ({},) for [{}, {}) (fans {:?}, std {:?}, bounds {:?}..{:?}); elements [{h}, {}) (the forget gate) are 1",
+                2 * h,
+                2 * h,
+                4 * h,
+                rest.info.fan_in,
+                rest.info.std,
+                rest.info.low,
+                rest.info.high,
+                2 * h
+            )
+        } else {
+            last.resolved.source = ValueSource::WithConstantRange {
+                base: Box::new(base),
+                start: h,
+                end: 2 * h,
+                value: 1.0,
+            };
+            format!(
+                "unit_forget_bias: elements [{h}, {}) (the forget gate) are 1",
+                2 * h
+            )
         };
-        let note = format!(
-            "unit_forget_bias: elements [{h}, {}) (the forget gate) are 1",
-            2 * h
-        );
         last.resolved.info.reason = Some(match last.resolved.info.reason.take() {
             Some(x) => format!("{x}; {note}"),
             None => note,
@@ -532,6 +574,62 @@ fn flax_recurrent(cx: &mut LayerCtx<'_>, r: &Recurrent, sub: &Sub) -> Result<()>
                 is_bias: true,
             })?;
         }
+    }
+    Ok(())
+}
+
+/// The attention kernel just added: orthogonal flattened with `rows_axes` leading axes as
+/// rows; under Flax, `delta_orthogonal` is refused as JAX refuses it (DenseGeneral passes the
+/// kernel to `kernel_init` as a 2-D matrix, and delta_orthogonal needs 3 to 5 dimensions).
+fn attention_kernel(cx: &mut LayerCtx<'_>, rows_axes: usize) -> Result<()> {
+    let fw = cx.fw;
+    let path = join(&cx.path, "kernel_initializer");
+    let last = cx.drafts.last_mut().expect("just added");
+    match &mut last.resolved.source {
+        ValueSource::Orthogonal { rows_axes: r, .. } => {
+            *r = rows_axes;
+            let s = &last.logical_shape;
+            let rows: u64 = s[..rows_axes].iter().product();
+            let cols: u64 = s[rows_axes..].iter().product();
+            let note = format!(
+                "orthogonal on the kernel flattened to ({rows}, {cols}), as {} flattens it",
+                if fw == Framework::Keras {
+                    "Keras (prod(shape[:-1]), shape[-1])"
+                } else {
+                    "Flax DenseGeneral"
+                }
+            );
+            last.resolved.info.reason = Some(match last.resolved.info.reason.take() {
+                Some(x) => format!("{x}; {note}"),
+                None => note,
+            });
+        }
+        ValueSource::DeltaOrthogonal { .. } if fw == Framework::Flax => {
+            return Err(SpecError::new(
+                ErrorCode::InitializerMismatch,
+                path,
+                "Flax MultiHeadDotProductAttention refuses delta_orthogonal: its DenseGeneral kernels reach kernel_init as 2-D matrices, and jax delta_orthogonal needs a 3-, 4- or 5-D kernel",
+            ));
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Flax DenseGeneral calls `bias_init` on the bias flattened to `(heads·head_dim,)`, where
+/// JAX's fan rule (2 dimensions at least) fails: a fan-based bias initializer is refused.
+fn flax_flat_bias(cx: &mut LayerCtx<'_>, flat: u64) -> Result<()> {
+    let path = join(&cx.path, "bias_initializer");
+    let last = cx.drafts.last_mut().expect("just added");
+    if last.resolved.info.fan_in.is_some() {
+        return Err(SpecError::new(
+            ErrorCode::InitializerMismatch,
+            path,
+            format!(
+                "`{}` needs fans, but Flax DenseGeneral hands the attention bias to bias_init as a vector of {flat} (JAX's fan rule needs 2 dimensions)",
+                last.resolved.info.spec.def.name
+            ),
+        ));
     }
     Ok(())
 }
@@ -690,6 +788,9 @@ pub(super) fn attention(cx: &mut LayerCtx<'_>, a: &Attention) -> Result<()> {
             fans: Some((input, h * d)),
             is_bias: false,
         })?;
+        // Keras flattens the [E, heads, head_dim] kernel as (E·heads, head_dim) for
+        // orthogonal; Flax's DenseGeneral hands it over as (E, heads·head_dim).
+        attention_kernel(cx, if keras { 2 } else { 1 })?;
         if a.bias {
             cx.put(Spec {
                 tail: format!("{n}/bias"),
@@ -699,9 +800,14 @@ pub(super) fn attention(cx: &mut LayerCtx<'_>, a: &Attention) -> Result<()> {
                 requested: a.bias_init.as_ref(),
                 requested_key: "bias_initializer",
                 default: zeros(),
-                fans: Some((h * d, h * d)),
+                // Keras calls bias_initializer on the (heads, head_dim) bias, so fans are
+                // (heads, head_dim) by its rule (keras/src/layers/core/einsum_dense.py).
+                fans: None,
                 is_bias: true,
             })?;
+            if !keras {
+                flax_flat_bias(cx, h * d)?;
+            }
         }
     }
     cx.put(Spec {
@@ -715,6 +821,9 @@ pub(super) fn attention(cx: &mut LayerCtx<'_>, a: &Attention) -> Result<()> {
         fans: Some((h * d, e)),
         is_bias: false,
     })?;
+    // Keras (prod(shape[:-1]), shape[-1]) and Flax DenseGeneral's flattening agree here:
+    // the [heads, head_dim, E] kernel is orthogonal as (heads·head_dim, E).
+    attention_kernel(cx, 2)?;
     if a.bias {
         cx.put(Spec {
             tail: format!("{out}/bias"),

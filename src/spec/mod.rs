@@ -166,6 +166,8 @@ pub struct Request {
     pub tensors: Vec<RawTensor>,
     /// A Hugging Face model (`hf_config`), instead of `layers`.
     pub hf: Option<crate::hf::HfModel>,
+    /// A Keras model (`keras_model`, `model.to_json()`), instead of `layers`.
+    pub keras: Option<crate::keras::KerasModel>,
     /// Tensor names or glob patterns; the response holds only the matching tensors.
     pub only: Option<Vec<String>>,
     pub shard: Option<Shard>,
@@ -300,12 +302,40 @@ impl<'de> serde::de::Visitor<'de> for NoDuplicates {
 }
 
 pub fn parse(value: &Value) -> Result<Request> {
+    // Initializer names are framework-scoped (`init::scoped`): under keras/flax they are first
+    // rewritten into catalogue entries. An invalid `framework` is reported by `parse_request`.
+    let fw = match value.get("framework") {
+        Some(Value::String(s)) => Framework::parse(s, "framework").ok(),
+        None if value.get("keras_model").is_some() => Some(Framework::Keras),
+        _ => None,
+    };
+    if let Some(fw) = fw
+        && let Some(scoped) = crate::init::scoped::apply(value, fw)?
+    {
+        return parse_request(&scoped);
+    }
+    parse_request(value)
+}
+
+fn parse_request(value: &Value) -> Result<Request> {
     let root = Obj::new(value, "")?;
     bare_hf_config(value)?;
     let (seed_v, seed_path) = root.require_any(&["seed"], "")?;
     let seed = parse_seed(seed_v, &seed_path)?;
+    let keras_given = root.has("keras_model");
     let framework = match root.str_any(&["framework"])? {
-        Some((s, p)) => Framework::parse(s, &p)?,
+        Some((s, p)) => {
+            let f = Framework::parse(s, &p)?;
+            if keras_given && f != Framework::Keras {
+                return Err(SpecError::new(
+                    ErrorCode::InvalidValue,
+                    p,
+                    "`keras_model` is a Keras model; leave `framework` out or use `keras`",
+                ));
+            }
+            f
+        }
+        None if keras_given => Framework::Keras,
         None => Framework::PyTorch,
     };
     let dtype = match root.get_any(&["dtype"])? {
@@ -323,6 +353,10 @@ pub fn parse(value: &Value) -> Result<Request> {
             }
             Some(crate::hf::parse(v, &p)?)
         }
+        None => None,
+    };
+    let keras = match root.get_any(&["keras_model"])? {
+        Some((v, p)) => Some(crate::keras::parse(v, &p)?),
         None => None,
     };
     let layers = match root.get_any(&["layers"])? {
@@ -381,6 +415,13 @@ pub fn parse(value: &Value) -> Result<Request> {
             "`hf_config` describes the whole model; give either `hf_config` or `layers`",
         ));
     }
+    if keras.is_some() && !layers.is_empty() {
+        return Err(SpecError::new(
+            ErrorCode::ConflictingFields,
+            "layers",
+            "`keras_model` describes the whole model; give either `keras_model` or `layers`",
+        ));
+    }
     // The request's dtype wins; else a Hugging Face config's own `dtype`/`torch_dtype` (what
     // `save_pretrained` would write); else float32.
     let dtype = dtype
@@ -393,6 +434,7 @@ pub fn parse(value: &Value) -> Result<Request> {
         layers,
         tensors,
         hf,
+        keras,
         only,
         shard,
         recipe,
@@ -801,6 +843,9 @@ impl Request {
         m.insert("tensors".into(), Value::Array(tensors));
         if let Some(hf) = &self.hf {
             m.insert("hf_config".into(), hf.to_json());
+        }
+        if let Some(k) = &self.keras {
+            m.insert("keras_model".into(), k.to_json());
         }
         if let Some(only) = &self.only {
             m.insert("only".into(), json!(only));
