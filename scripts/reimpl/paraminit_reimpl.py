@@ -1500,13 +1500,14 @@ class DeltaOrthogonal:
 HF_CLASSES = {"LlamaForCausalLM": "llama", "LlamaModel": "llama", "MistralForCausalLM": "mistral",
               "MistralModel": "mistral", "Qwen2ForCausalLM": "qwen2", "Qwen2Model": "qwen2",
               "GPT2LMHeadModel": "gpt2", "GPT2Model": "gpt2", "BertForMaskedLM": "bert", "BertModel": "bert"}
-HF_HEAD = {"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM",
-           "gpt2": "GPT2LMHeadModel", "bert": "BertForMaskedLM"}
+# Without `architectures`: the base class AutoModel.from_config builds for the model_type.
+HF_BASE = {"llama": "LlamaModel", "mistral": "MistralModel", "qwen2": "Qwen2Model",
+           "gpt2": "GPT2Model", "bert": "BertModel"}
 
 
 def parse_hf(cfg: dict) -> dict:
     """The canonical hf_config (architectures, model_type and the family's keys, resolved)."""
-    arch = (cfg.get("architectures") or [None])[0] or HF_HEAD[cfg["model_type"]]
+    arch = (cfg.get("architectures") or [None])[0] or HF_BASE[cfg["model_type"]]
     mt = HF_CLASSES[arch]
     g = lambda *keys, default=None: next((cfg[k] for k in keys if cfg.get(k) is not None), default)
     out = {"architectures": [arch], "model_type": mt}
@@ -1625,6 +1626,9 @@ def hf_tensors(c: dict, dtype: str) -> list:
             ln("cls.predictions.transform")
             if not c["tie_word_embeddings"]:
                 t("cls.predictions.decoder.weight", [c["vocab_size"], h], N(sigma))
+                # Untied, transformers 5 saves the decoder's own bias too (it is no longer an
+                # alias of cls.predictions.bias).
+                t("cls.predictions.decoder.bias", [c["vocab_size"]], Z)
         else:
             dense("pooler.dense", h, h)
     return [Tensor(n, dtype, shape, None, f"hf/{n}", resolve(spec, "pytorch", shape, None), zr)
