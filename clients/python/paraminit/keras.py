@@ -336,7 +336,8 @@ def _check_names(model, got: dict) -> dict:
         if tuple(got[path].shape) != shape:
             raise ParaminitError(f"{path}: the service gave shape {got[path].shape}, "
                                  f"the model has {shape}")
-    return got
+    # In model.weights order (the file is in the service's order).
+    return {path: got[path] for path in want}
 
 
 def initialize(model, seed: int, *, url: Optional[str] = None, client: Optional[Client] = None,

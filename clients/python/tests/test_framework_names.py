@@ -1,7 +1,7 @@
 """The service's own `layers` path under `framework: keras` / `flax`: does a name mean what the
 framework means by it? (issue 13, "Why"). The client never relies on these spellings (it sends
 explicit, framework-independent names), so these tests watch the service: the mismatches the
-issue lists are `xfail(strict=True)` and flip to failures when the server-side fix lands.
+issue listed were `xfail(strict=True)` until the server-side fix landed; they now pass.
 """
 
 import os
@@ -27,10 +27,14 @@ def _service(url, framework, layer, name):
 
 
 def _keras(init):
+    # `init` is a name or a function making a fresh initializer: a Keras initializer object
+    # created without a seed fixes its seed when created, so one object would give the same
+    # draws for every seed below.
     out = []
     for s in range(N):
         keras.utils.set_random_seed(300 + s)
-        m = keras.Sequential([keras.Input((64,)), keras.layers.Dense(64, kernel_initializer=init)])
+        ki = init() if callable(init) and not isinstance(init, keras.initializers.Initializer) else init
+        m = keras.Sequential([keras.Input((64,)), keras.layers.Dense(64, kernel_initializer=ki)])
         out.append(np.asarray(m.weights[0].numpy()))
     return out
 
@@ -44,34 +48,26 @@ def test_keras_default_dense_kernel(server_url):
     distcheck.check("dense/kernel", ours, _keras("glorot_uniform"))
 
 
-@pytest.mark.xfail(strict=True, reason="server: under keras, 'uniform' is PyTorch's U(0, 1), "
-                                       "not Keras's RandomUniform(-0.05, 0.05)")
 def test_keras_uniform_string(server_url):
     ours = _service(server_url, "keras", {"type": "dense", "input_dim": 64, "units": 64,
                                           "kernel_initializer": "uniform"}, "dense/kernel")
     distcheck.check("dense/kernel", ours, _keras("uniform"))
 
 
-@pytest.mark.xfail(strict=True, reason="server: under keras, 'normal' is PyTorch's N(0, 1), "
-                                       "not Keras's RandomNormal(0, 0.05)")
 def test_keras_normal_string(server_url):
     ours = _service(server_url, "keras", {"type": "dense", "input_dim": 64, "units": 64,
                                           "kernel_initializer": "normal"}, "dense/kernel")
     distcheck.check("dense/kernel", ours, _keras("normal"))
 
 
-@pytest.mark.xfail(strict=True, reason="server: Keras VarianceScaling(distribution='normal') "
-                                       "is truncated in Keras, drawn untruncated by the service")
 def test_keras_variance_scaling_normal(server_url):
     init = {"name": "variance_scaling", "scale": 2.0, "mode": "fan_in", "distribution": "normal"}
     ours = _service(server_url, "keras", {"type": "dense", "input_dim": 64, "units": 64,
                                           "kernel_initializer": init}, "dense/kernel")
     distcheck.check("dense/kernel", ours,
-                    _keras(keras.initializers.VarianceScaling(2.0, "fan_in", "normal")))
+                    _keras(lambda: keras.initializers.VarianceScaling(2.0, "fan_in", "normal")))
 
 
-@pytest.mark.xfail(strict=True, reason="server: under flax, 'uniform' is PyTorch's U(0, 1), "
-                                       "not jax.nn.initializers.uniform() = U(0, 0.01)")
 def test_flax_uniform_string(server_url):
     ours = _service(server_url, "flax", {"type": "dense", "in_features": 64, "out_features": 64,
                                          "kernel_initializer": "uniform"}, "params/Dense_0/kernel")
