@@ -575,6 +575,39 @@ def init_named(name: str, **params) -> dict:
     return d
 
 
+# determinism.md, "Framework-scoped initializer names": what a name means under keras / flax.
+TORCH_ONLY = {"uniform": ("low", "high", "a", "b"), "normal": ("std",),
+              "truncated_normal": ("std", "a", "b"), "trunc_normal": ("std", "a", "b"),
+              "kaiming_uniform": ("a", "mode", "nonlinearity"),
+              "kaiming_normal": ("a", "mode", "nonlinearity"),
+              "xavier_uniform": ("gain",), "xavier_normal": ("gain",)}
+SCOPED = {
+    "keras": {"uniform": "random_uniform", "normal": "random_normal",
+              "truncated_normal": "keras_truncated_normal"},
+    "flax": {"uniform": "jax_uniform", "normal": "jax_normal",
+             "truncated_normal": "jax_truncated_normal", "kaiming_uniform": "he_uniform",
+             "kaiming_normal": "he_normal", "xavier_uniform": "glorot_uniform",
+             "xavier_normal": "glorot_normal"},
+}
+
+
+def scope(v, fw: str):
+    """The catalogue spelling of initializer `v` under framework `fw` (pytorch: unchanged)."""
+    if fw == "pytorch":
+        return v
+    name, given = (v, {}) if isinstance(v, str) else (v["name"], {k: x for k, x in v.items() if k != "name"})
+    if any(k in given for k in TORCH_ONLY.get(name, ())):
+        return v  # PyTorch's parameters: PyTorch's initializer under every framework
+    name = SCOPED[fw].get(name, name)
+    if fw == "keras" and name in ("variance_scaling", "VarianceScaling"):
+        if given.get("mode") == "fan_geo_avg":
+            raise Unsupported("keras refuses fan_geo_avg")
+        if given.get("distribution") == "normal":
+            given["distribution"] = "truncated_normal"
+        given.setdefault("distribution", "truncated_normal")
+    return {"name": name, **given} if given else name
+
+
 def parse_init(v) -> dict:
     if isinstance(v, str):
         name, given = v, {}
@@ -910,7 +943,7 @@ def parse_request(req: dict) -> dict:
         for key, aliases in INIT_KEYS.get(out["type"], []):
             v = take(lay, key, *aliases)
             if v is not None:
-                out[key] = parse_init(v)
+                out[key] = parse_init(scope(v, fw))
         if "activation" in lay:
             out["activation"] = parse_activation(lay.pop("activation"))
         if lay:
@@ -919,7 +952,7 @@ def parse_request(req: dict) -> dict:
     tensors = []
     for t in req.pop("tensors", []):
         t = dict(t)
-        d = {"name": t.pop("name"), "shape": list(t.pop("shape")), "init": parse_init(t.pop("init"))}
+        d = {"name": t.pop("name"), "shape": list(t.pop("shape")), "init": parse_init(scope(t.pop("init"), fw))}
         if "dtype" in t:
             d["dtype"] = DTYPES[t.pop("dtype")]
         for k in ("fan_in", "fan_out"):
