@@ -12,7 +12,7 @@
 use serde_json::{Map, Value, json};
 
 use super::{
-    Arch, BIAS, Cfg, EMBED, Fam, Head, HfInit, HfTensor, LINEAR, NORM_B, NORM_W, generic_std,
+    Arch, BIAS, Cfg, EMBED, Fam, Head, HfInit, HfTensor, LINEAR, generic_std, layer_norm, linear,
     linear_head, normal, t,
 };
 use crate::error::Result;
@@ -120,8 +120,6 @@ impl BertConfig {
         let std = generic_std(self.initializer_range);
         let w = || normal(std, LINEAR);
         let zero = HfInit::Zeros { why: BIAS };
-        let one = HfInit::Ones { why: NORM_W };
-        let nb = HfInit::Zeros { why: NORM_B };
         let roberta = arch.fam == Fam::Roberta;
         let p = match (arch.head, roberta) {
             (Head::Base, _) => "",
@@ -153,12 +151,10 @@ impl BertConfig {
             normal(std, EMBED),
         ));
         let ln = |out: &mut Vec<HfTensor>, base: String, name: &str| {
-            out.push(t(format!("{base}.{name}.weight"), vec![h], one));
-            out.push(t(format!("{base}.{name}.bias"), vec![h], nb));
+            layer_norm(out, &format!("{base}.{name}"), h)
         };
         let dense = |out: &mut Vec<HfTensor>, base: String, o: u64, i: u64| {
-            out.push(t(format!("{base}.weight"), vec![o, i], w()));
-            out.push(t(format!("{base}.bias"), vec![o], zero));
+            linear(out, &base, o, i, w(), true)
         };
         ln(&mut out, format!("{p}embeddings"), "LayerNorm");
         for l in 0..self.num_hidden_layers {

@@ -10,7 +10,7 @@
 use serde_json::{Map, Value, json};
 
 use super::{
-    Arch, BIAS, Cfg, EMBED, Head, HfInit, HfTensor, LINEAR, NORM_B, NORM_W, generic_std,
+    Arch, BIAS, Cfg, EMBED, Head, HfInit, HfTensor, LINEAR, generic_std, layer_norm, linear,
     linear_head, normal, t,
 };
 use crate::error::Result;
@@ -89,8 +89,6 @@ impl DistilBertConfig {
         let std = generic_std(self.initializer_range);
         let w = || normal(std, LINEAR);
         let zero = HfInit::Zeros { why: BIAS };
-        let one = HfInit::Ones { why: NORM_W };
-        let nb = HfInit::Zeros { why: NORM_B };
         let p = if arch.head == Head::Base {
             ""
         } else {
@@ -110,13 +108,9 @@ impl DistilBertConfig {
             vec![self.max_position_embeddings, d],
             normal(std, EMBED),
         ));
-        let ln = |out: &mut Vec<HfTensor>, base: String| {
-            out.push(t(format!("{base}.weight"), vec![d], one));
-            out.push(t(format!("{base}.bias"), vec![d], nb));
-        };
+        let ln = |out: &mut Vec<HfTensor>, base: String| layer_norm(out, &base, d);
         let dense = |out: &mut Vec<HfTensor>, base: String, o: u64, i: u64| {
-            out.push(t(format!("{base}.weight"), vec![o, i], w()));
-            out.push(t(format!("{base}.bias"), vec![o], zero));
+            linear(out, &base, o, i, w(), true)
         };
         ln(&mut out, format!("{p}embeddings.LayerNorm"));
         for l in 0..self.n_layers {

@@ -228,7 +228,7 @@ impl LlamaConfig {
         Ok(cfg)
     }
 
-    pub(super) fn write(&self, m: &mut Map<String, Value>) {
+    pub(super) fn write(&self, fam: Fam, m: &mut Map<String, Value>) {
         m.insert("vocab_size".into(), json!(self.vocab_size));
         m.insert("hidden_size".into(), json!(self.hidden_size));
         m.insert("intermediate_size".into(), json!(self.intermediate_size));
@@ -259,6 +259,11 @@ impl LlamaConfig {
             );
             m.insert("decoder_sparse_step".into(), json!(moe.decoder_sparse_step));
             m.insert("mlp_only_layers".into(), json!(moe.mlp_only_layers));
+        }
+        // `qkv_bias` is a config key of Qwen2-MoE only, as in `parse` (Qwen2 always has the
+        // biases, and its canonical form predates the key).
+        if fam == Fam::Qwen2Moe {
+            m.insert("qkv_bias".into(), json!(self.qkv_bias));
         }
     }
 

@@ -507,14 +507,7 @@ impl HfModel {
             m.insert("num_labels".into(), json!(n));
         }
         match &self.family {
-            Family::Llama(c) => {
-                c.write(&mut m);
-                // `qkv_bias` is a key only of Qwen2-MoE (Qwen2 always has the biases, and its
-                // canonical form predates the key, so it is not written there).
-                if self.arch.model_type() == "qwen2_moe" {
-                    m.insert("qkv_bias".into(), json!(c.qkv_bias));
-                }
-            }
+            Family::Llama(c) => c.write(self.arch.fam, &mut m),
             Family::Gpt2(c) => c.write(&mut m),
             Family::Bert(c) => c.write(&mut m),
             Family::NeoX(c) => c.write(&mut m),
@@ -944,6 +937,41 @@ pub(crate) fn t(name: String, shape: Vec<u64>, init: HfInit) -> HfTensor {
 
 pub(crate) fn normal(std: f64, why: &'static str) -> HfInit {
     HfInit::Normal { std, why }
+}
+
+/// A `LayerNorm(h)` at `base`: `{base}.weight` one, `{base}.bias` zero (the generic
+/// `_init_weights` rule every LayerNorm family shares).
+pub(crate) fn layer_norm(out: &mut Vec<HfTensor>, base: &str, h: u64) {
+    out.push(t(
+        format!("{base}.weight"),
+        vec![h],
+        HfInit::Ones { why: NORM_W },
+    ));
+    out.push(t(
+        format!("{base}.bias"),
+        vec![h],
+        HfInit::Zeros { why: NORM_B },
+    ));
+}
+
+/// An `nn.Linear(i, o)` at `base`: `{base}.weight` `[o, i]` drawn by `weight`, and a zero
+/// `{base}.bias` `[o]` when it has one.
+pub(crate) fn linear(
+    out: &mut Vec<HfTensor>,
+    base: &str,
+    o: u64,
+    i: u64,
+    weight: HfInit,
+    bias: bool,
+) {
+    out.push(t(format!("{base}.weight"), vec![o, i], weight));
+    if bias {
+        out.push(t(
+            format!("{base}.bias"),
+            vec![o],
+            HfInit::Zeros { why: BIAS },
+        ));
+    }
 }
 
 pub(crate) const HEAD: &str = "classification/QA head nn.Linear weight ~ N(0, initializer_range) (PreTrainedModel._init_weights)";

@@ -8,8 +8,8 @@
 use serde_json::{Map, Value, json};
 
 use super::{
-    Arch, BIAS, Cfg, EMBED, Head, HfInit, HfTensor, LINEAR, NORM_B, NORM_W, generic_std,
-    linear_head, normal, t,
+    Arch, Cfg, EMBED, Head, HfTensor, LINEAR, generic_std, layer_norm, linear, linear_head, normal,
+    t,
 };
 use crate::error::Result;
 
@@ -78,9 +78,6 @@ impl NeoXConfig {
     pub(super) fn tensors(&self, arch: Arch, num_labels: u64) -> Vec<HfTensor> {
         let std = generic_std(self.initializer_range);
         let w = || normal(std, LINEAR);
-        let zero = HfInit::Zeros { why: BIAS };
-        let one = HfInit::Ones { why: NORM_W };
-        let nb = HfInit::Zeros { why: NORM_B };
         let p = if arch.head == Head::Base {
             ""
         } else {
@@ -92,15 +89,9 @@ impl NeoXConfig {
             vec![self.vocab_size, h],
             normal(std, EMBED),
         )];
-        let ln = |out: &mut Vec<HfTensor>, base: String| {
-            out.push(t(format!("{base}.weight"), vec![h], one));
-            out.push(t(format!("{base}.bias"), vec![h], nb));
-        };
+        let ln = |out: &mut Vec<HfTensor>, base: String| layer_norm(out, &base, h);
         let lin = |out: &mut Vec<HfTensor>, base: String, o: u64, i: u64, bias: bool| {
-            out.push(t(format!("{base}.weight"), vec![o, i], w()));
-            if bias {
-                out.push(t(format!("{base}.bias"), vec![o], zero));
-            }
+            linear(out, &base, o, i, w(), bias)
         };
         for l in 0..self.num_hidden_layers {
             let b = format!("{p}layers.{l}");

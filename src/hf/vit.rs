@@ -8,7 +8,7 @@
 use serde_json::{Map, Value, json};
 
 use super::{
-    Arch, BIAS, Cfg, Head, HfInit, HfTensor, LINEAR, NORM_B, NORM_W, linear_head, normal, t,
+    Arch, BIAS, Cfg, Head, HfInit, HfTensor, LINEAR, layer_norm, linear, linear_head, normal, t,
 };
 use crate::error::{ErrorCode, Result, SpecError};
 
@@ -115,8 +115,6 @@ impl ViTConfig {
         let std = r;
         let w = || normal(std, LINEAR);
         let zero = HfInit::Zeros { why: BIAS };
-        let one = HfInit::Ones { why: NORM_W };
-        let nb = HfInit::Zeros { why: NORM_B };
         let trunc = HfInit::TruncNormal {
             std: r,
             a: -2.0,
@@ -145,15 +143,9 @@ impl ViTConfig {
                 zero,
             ),
         ];
-        let ln = |out: &mut Vec<HfTensor>, base: String| {
-            out.push(t(format!("{base}.weight"), vec![h], one));
-            out.push(t(format!("{base}.bias"), vec![h], nb));
-        };
+        let ln = |out: &mut Vec<HfTensor>, base: String| layer_norm(out, &base, h);
         let lin = |out: &mut Vec<HfTensor>, base: String, o: u64, i: u64, bias: bool| {
-            out.push(t(format!("{base}.weight"), vec![o, i], w()));
-            if bias {
-                out.push(t(format!("{base}.bias"), vec![o], zero));
-            }
+            linear(out, &base, o, i, w(), bias)
         };
         for l in 0..self.num_hidden_layers {
             let b = format!("{p}encoder.layer.{l}");
