@@ -395,6 +395,17 @@ fn rnn_gates(class: &str) -> u64 {
 }
 
 impl Walker {
+    /// A weight with its fans from its shape and no forget-gate constant (most weights).
+    fn put(
+        &mut self,
+        e: &Entry<'_>,
+        path: String,
+        shape: Vec<u64>,
+        init: (KerasInit, String, Option<String>),
+    ) {
+        self.push(e, path, shape, init, None, None);
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn push(
         &mut self,
@@ -547,17 +558,10 @@ impl Walker {
                 let units = e.size("units")?;
                 let fin = last(&inp)?;
                 let k = e.init("kernel_initializer", "glorot_uniform")?;
-                self.push(
-                    e,
-                    format!("{prefix}/kernel"),
-                    vec![fin, units],
-                    k,
-                    None,
-                    None,
-                );
+                self.put(e, format!("{prefix}/kernel"), vec![fin, units], k);
                 if e.flag("use_bias", true)? {
                     let b = e.init("bias_initializer", "zeros")?;
-                    self.push(e, format!("{prefix}/bias"), vec![units], b, None, None);
+                    self.put(e, format!("{prefix}/bias"), vec![units], b);
                 }
                 let mut out = inp.clone();
                 *out.last_mut().unwrap_or(&mut None) = Some(units);
@@ -599,7 +603,7 @@ impl Walker {
                 );
                 if let Some(bs) = es.bias {
                     let b = e.init("bias_initializer", "zeros")?;
-                    self.push(e, format!("{prefix}/bias"), bs, b, None, None);
+                    self.put(e, format!("{prefix}/bias"), bs, b);
                 }
                 Ok(Some(es.output))
             }
@@ -610,7 +614,7 @@ impl Walker {
                 let n = e.size("input_dim")?;
                 let d = e.size("output_dim")?;
                 let k = e.init("embeddings_initializer", "uniform")?;
-                self.push(e, format!("{prefix}/embeddings"), vec![n, d], k, None, None);
+                self.put(e, format!("{prefix}/embeddings"), vec![n, d], k);
                 let mut out = inp.clone();
                 out.push(Some(d));
                 Ok(Some(out))
@@ -654,24 +658,17 @@ impl Walker {
                 }
                 if e.flag("scale", true)? {
                     let g = e.init("gamma_initializer", "ones")?;
-                    self.push(e, format!("{prefix}/gamma"), shape.clone(), g, None, None);
+                    self.put(e, format!("{prefix}/gamma"), shape.clone(), g);
                 }
                 if e.flag("center", true)? {
                     let b = e.init("beta_initializer", "zeros")?;
-                    self.push(e, format!("{prefix}/beta"), shape.clone(), b, None, None);
+                    self.put(e, format!("{prefix}/beta"), shape.clone(), b);
                 }
                 if e.class == "BatchNormalization" {
                     let m = e.init("moving_mean_initializer", "zeros")?;
-                    self.push(
-                        e,
-                        format!("{prefix}/moving_mean"),
-                        shape.clone(),
-                        m,
-                        None,
-                        None,
-                    );
+                    self.put(e, format!("{prefix}/moving_mean"), shape.clone(), m);
                     let v = e.init("moving_variance_initializer", "ones")?;
-                    self.push(e, format!("{prefix}/moving_variance"), shape, v, None, None);
+                    self.put(e, format!("{prefix}/moving_variance"), shape, v);
                 }
                 Ok(Some(inp))
             }
@@ -795,7 +792,7 @@ impl Walker {
             } else {
                 "depthwise_kernel"
             };
-            self.push(e, format!("{prefix}/{dname}"), dk, di, None, None);
+            self.put(e, format!("{prefix}/{dname}"), dk, di);
             if depthwise {
                 out_c = cin.saturating_mul(dm);
             } else {
@@ -803,7 +800,7 @@ impl Walker {
                 let mut pk = vec![1u64; n];
                 pk.extend([cin.saturating_mul(dm), filters]);
                 let pi = e.init("pointwise_initializer", "glorot_uniform")?;
-                self.push(e, format!("{prefix}/pointwise_kernel"), pk, pi, None, None);
+                self.put(e, format!("{prefix}/pointwise_kernel"), pk, pi);
                 out_c = filters;
             }
         } else {
@@ -828,12 +825,12 @@ impl Walker {
                 shape.extend([cin / groups, filters]);
             }
             let ki = e.init("kernel_initializer", "glorot_uniform")?;
-            self.push(e, format!("{prefix}/kernel"), shape, ki, None, None);
+            self.put(e, format!("{prefix}/kernel"), shape, ki);
             out_c = filters;
         }
         if use_bias {
             let b = e.init("bias_initializer", "zeros")?;
-            self.push(e, format!("{prefix}/bias"), vec![out_c], b, None, None);
+            self.put(e, format!("{prefix}/bias"), vec![out_c], b);
         }
         let out_pad: Option<Vec<u64>> = match e.get("output_padding") {
             None => None,
@@ -884,22 +881,13 @@ impl Walker {
             _ => "simple_rnn_cell",
         };
         let k = e.init("kernel_initializer", "glorot_uniform")?;
-        self.push(
-            e,
-            format!("{prefix}/{cell}/kernel"),
-            vec![fin, gu],
-            k,
-            None,
-            None,
-        );
+        self.put(e, format!("{prefix}/{cell}/kernel"), vec![fin, gu], k);
         let r = e.init("recurrent_initializer", "orthogonal")?;
-        self.push(
+        self.put(
             e,
             format!("{prefix}/{cell}/recurrent_kernel"),
             vec![units, gu],
             r,
-            None,
-            None,
         );
         if e.flag("use_bias", true)? {
             let b = e.init("bias_initializer", "zeros")?;
@@ -998,14 +986,7 @@ impl Walker {
             );
             if bias {
                 let bi = e.init("bias_initializer", "zeros")?;
-                self.push(
-                    e,
-                    format!("{prefix}/{n}/bias"),
-                    vec![heads, hd],
-                    bi,
-                    None,
-                    None,
-                );
+                self.put(e, format!("{prefix}/{n}/bias"), vec![heads, hd], bi);
             }
         }
         let mut ok = vec![heads, vd];
@@ -1027,13 +1008,11 @@ impl Walker {
         );
         if bias {
             let bi = e.init("bias_initializer", "zeros")?;
-            self.push(
+            self.put(
                 e,
                 format!("{prefix}/attention_output/bias"),
                 out_shape.clone(),
                 bi,
-                None,
-                None,
             );
         }
         let mut out = q[..q.len().saturating_sub(1)].to_vec();
