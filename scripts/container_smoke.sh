@@ -84,6 +84,9 @@ case "$code" in
   143) echo "ok (but note): podman stop -> exit 143 (terminated by SIGTERM without draining)";;
   *) fail "podman stop -> exit code $code";;
 esac
-podman logs "$name" 2>&1 | grep -q '"route":"/v1/init"' || fail "no JSON access log line for /v1/init"
+# Read the whole log first: `podman logs | grep -q` under pipefail fails whenever grep exits at
+# its first match and podman gets SIGPIPE writing the rest (exit 141), which is a race.
+logs=$(podman logs "$name" 2>&1)
+grep -q '"route":"/v1/init"' <<<"$logs" || fail "no JSON access log line for /v1/init"
 echo "ok: JSON access log"
 echo "container smoke test passed"
