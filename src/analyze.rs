@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 
 use crate::error::{ErrorCode, Result, SpecError};
 use crate::generate::{Generator, Scratch};
-use crate::init::ValueSource;
+use crate::init::{ValueSource, WholeTensor};
 use crate::plan::{Layout, Plan, TensorPlan};
 use crate::rng::{WordReader, stream_id};
 use crate::sample::{Kernel, fill};
@@ -228,7 +228,8 @@ fn variance_of_source(src: &ValueSource) -> Option<f64> {
 /// otherwise (truncated, structured) from the generated values.
 fn weight_second_moment(tp: &TensorPlan, w: &[f32]) -> f64 {
     match &tp.resolved.source {
-        ValueSource::Random(Kernel::TruncNormal(_)) | ValueSource::Orthogonal { .. } => {}
+        ValueSource::Random(Kernel::TruncNormal(_))
+        | ValueSource::Whole(WholeTensor::Orthogonal { .. }) => {}
         s => {
             if let Some(v) = variance_of_source(s) {
                 return v;
@@ -479,7 +480,7 @@ pub fn analyze(plan: Arc<Plan>, batch: usize) -> Result<Value> {
             "layer": s.index,
             "type": s.kind,
             "tensor": tp.name,
-            "initializer": tp.resolved.info.spec.def.name,
+            "initializer": tp.resolved.info.spec.name(),
             "activation": s.activation.name(),
             "fan_in": fi,
             "fan_out": fo,
@@ -595,9 +596,9 @@ pub fn analyze(plan: Arc<Plan>, batch: usize) -> Result<Value> {
         Some((l, v)) => {
             let s = &stages[l];
             let tp = &plan.tensors[s.weight];
-            let init = tp.resolved.info.spec.def.name;
+            let init = tp.resolved.info.spec.name();
             let (auto, _) = crate::init::auto_choice(req.framework, Some(s.activation));
-            let good = auto.def.name;
+            let good = auto.name();
             let text = if init == good {
                 format!(
                     "layer {} ({}) already uses {init} for {}; the signal is {v} because of the stack's depth or its other layers — check the layers before it, or add normalization",

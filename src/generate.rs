@@ -5,7 +5,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use crate::init::ValueSource;
+use crate::init::{ValueSource, WholeTensor};
 use crate::plan::{Layout, Plan, TensorPlan};
 use crate::rng::WordReader;
 use crate::sample;
@@ -148,22 +148,22 @@ impl Generator {
         }
     }
 
-    fn whole_tensor(&self, t: usize, scratch: &mut Scratch) -> Arc<[f32]> {
+    /// The values of tensor `t`, whose source is `whole`, computed once.
+    fn whole_tensor(&self, t: usize, whole: &WholeTensor, scratch: &mut Scratch) -> Arc<[f32]> {
         self.whole[t]
             .get_or_init(|| {
                 let tp = &self.plan.tensors[t];
                 let reader = scratch.reader(self.plan.seed(), tp.stream);
-                let v = match tp.resolved.source {
-                    ValueSource::Orthogonal { gain, rows_axes } => {
+                let v = match *whole {
+                    WholeTensor::Orthogonal { gain, rows_axes } => {
                         structured::orthogonal(reader, &tp.logical_shape, rows_axes, gain)
                     }
-                    ValueSource::DeltaOrthogonal { scale } => {
+                    WholeTensor::DeltaOrthogonal { scale } => {
                         structured::delta_orthogonal(reader, &tp.logical_shape, scale)
                     }
-                    ValueSource::Sparse { sparsity, std } => {
+                    WholeTensor::Sparse { sparsity, std } => {
                         structured::sparse(reader, &tp.logical_shape, sparsity, std)
                     }
-                    _ => unreachable!("only whole-tensor sources are cached"),
                 };
                 v.into()
             })
@@ -246,10 +246,8 @@ impl Generator {
                     }
                 }
             }
-            ValueSource::Orthogonal { .. }
-            | ValueSource::DeltaOrthogonal { .. }
-            | ValueSource::Sparse { .. } => {
-                let w = self.whole_tensor(t, scratch);
+            ValueSource::Whole(whole) => {
+                let w = self.whole_tensor(t, whole, scratch);
                 let s = start as usize;
                 out.copy_from_slice(&w[s..s + out.len()]);
             }

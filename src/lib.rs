@@ -3,9 +3,10 @@
 //! The crate is a synchronous core (`spec` → `plan` → `generate` → `encode`) wrapped by a thin
 //! asynchronous HTTP edge (`http`) and a command line (`cli`, driven by the thin `main.rs`).
 //! The core never sees tokio. One request walks through it like this: `spec::parse` validates
-//! the JSON into a typed `Request` (initializers through `init::catalogue`, `hf_config` through
-//! `hf`); `plan::build` expands it into named tensors with shapes, layouts, stream identities
-//! and initializers resolved to sampler constants by `init::resolve`, selects and shards them,
+//! the JSON into a typed `Request` (initializers through `init::catalogue` into the typed
+//! `init::Init`, `hf_config` through `hf`); `plan::build` expands it into named tensors with
+//! shapes, layouts, stream identities and initializers resolved to sampler constants by
+//! `init::resolve`, selects and shards them,
 //! and lays out the safetensors header; `generate::Generator` produces any element range of any
 //! tensor (keystream from `rng`, element kernels from `sample`, whole-tensor QR/sparse from
 //! `structured`); `encode` turns that into the safetensors virtual file or the JSON stream;
@@ -25,7 +26,7 @@
 //! | `sample` | element kernels (uniform, Box–Muller normal, truncated normal) over stream words | `rng`, `math`, `simd` |
 //! | `structured` | whole-tensor initializers: blocked Householder QR (orthogonal, delta-orthogonal), sparse | `rng`, `sample`, `simd` |
 //! | `spec` | the request model: parse and validate JSON into `Request`, its canonical JSON; `spec::fields` is the JSON-path toolkit | `error`, `init::catalogue`, `hf` |
-//! | `init` | the initializer catalogue (`init::catalogue`), fan rules, gains, `auto`, resolution to sampler constants | `error`, `sample`, `spec` |
+//! | `init` | the initializer catalogue (`init::catalogue`: names, aliases, parameters, defaults), the typed initializer `init::Init` it parses into (which fans a variant reads, whole-tensor or not), fan rules, `auto`, resolution to sampler constants (`ValueSource`, `WholeTensor`) | `error`, `sample`, `spec` |
 //! | `hf` | Hugging Face `config.json` → the tensors `save_pretrained` writes and their `_init_weights` rule | `error`, `spec::fields` |
 //! | `plan` | request → tensors in file order: naming, layer defaults, layouts, `only`/`shard`, offsets, safetensors header, ETag, `Format` (`plan::arch`: recurrent and attention layers) | `error`, `init`, `rng`, `sample`, `spec`, `hf` |
 //! | `generate` | values of any element range of any planned tensor, in its output layout | `plan`, `init`, `rng`, `sample`, `structured` |

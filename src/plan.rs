@@ -10,8 +10,10 @@ use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
 
 use crate::error::{ErrorCode, Result, SpecError};
-use crate::init::catalogue::{InitSpec, ParamValue};
-use crate::init::{self, Resolved, TensorCtx, ValueSource};
+use crate::init::{
+    self, Dist, FanMode, Init, Nonlinearity, Resolved, TensorCtx, TorchFanMode, ValueSource,
+    VsDistribution, WholeTensor,
+};
 use crate::rng::{ALGORITHM_ID, stream_id};
 use crate::spec::fields::{index, join};
 use crate::spec::{Activation, DType, Framework, Layer, LayerKind, NormKind, Request};
@@ -424,10 +426,6 @@ fn activation_for(layers: &[Layer], i: usize) -> Option<Activation> {
     })
 }
 
-fn named(name: &str) -> InitSpec {
-    InitSpec::named(name)
-}
-
 struct LayerCtx<'a> {
     fw: Framework,
     prefix: String,
@@ -450,9 +448,9 @@ impl LayerCtx<'_> {
         role: &Role,
         logical: Vec<u64>,
         perm: Option<Vec<usize>>,
-        requested: Option<&InitSpec>,
+        requested: Option<&Init>,
         requested_path: &str,
-        default: (InitSpec, String),
+        default: (Init, String),
         fan_in_override: Option<u64>,
         dtype: DType,
     ) -> Result<()> {
@@ -461,8 +459,8 @@ impl LayerCtx<'_> {
             None => logical.clone(),
         };
         let (spec, reason, path) = match requested {
-            Some(s) if s.def.name == "auto" && role.neutral != "weight" => (
-                named("zeros"),
+            Some(s) if *s == Init::Auto && role.neutral != "weight" => (
+                Init::Zeros,
                 Some("auto: biases and statistics start at their neutral value".to_string()),
                 requested_path.to_string(),
             ),
@@ -511,26 +509,31 @@ impl LayerCtx<'_> {
     }
 }
 
-fn weight_default(fw: Framework, what: &str) -> (InitSpec, String) {
+fn weight_default(fw: Framework, what: &str) -> (Init, String) {
     match fw {
         Framework::PyTorch => (
-            named("kaiming_uniform").with("a", ParamValue::Float(libm::sqrt(5.0))),
+            Init::Kaiming {
+                dist: Dist::Uniform,
+                a: libm::sqrt(5.0),
+                mode: TorchFanMode::FanIn,
+                nonlinearity: Nonlinearity::LeakyRelu,
+            },
             format!(
                 "PyTorch {what} default: kaiming_uniform_(a=√5) ⇒ U(±1/√fan_in) (torch/nn/modules reset_parameters)"
             ),
         ),
         Framework::Keras => (
-            named("glorot_uniform"),
+            Init::Glorot(Dist::Uniform),
             format!("Keras {what} default kernel_initializer"),
         ),
         Framework::Flax => (
-            named("lecun_normal"),
+            Init::Lecun(Dist::Normal),
             format!("Flax {what} default kernel_init"),
         ),
     }
 }
 
-fn bias_default(fw: Framework, fan_in: f64) -> (InitSpec, String) {
+fn bias_default(fw: Framework, fan_in: f64) -> (Init, String) {
     match fw {
         Framework::PyTorch => {
             // torch/nn/modules/linear.py: bound = 1 / sqrt(fan_in) if fan_in > 0 else 0
@@ -540,16 +543,17 @@ fn bias_default(fw: Framework, fan_in: f64) -> (InitSpec, String) {
                 0.0
             };
             (
-                named("uniform")
-                    .with("low", ParamValue::Float(-bound))
-                    .with("high", ParamValue::Float(bound)),
+                Init::Uniform {
+                    low: -bound,
+                    high: bound,
+                },
                 format!(
                     "PyTorch bias default: U(±1/√fan_in), fan_in = {fan_in} (torch/nn/modules reset_parameters)"
                 ),
             )
         }
         _ => (
-            named("zeros"),
+            Init::Zeros,
             format!(
                 "{} bias default",
                 if fw == Framework::Keras {
@@ -562,8 +566,8 @@ fn bias_default(fw: Framework, fan_in: f64) -> (InitSpec, String) {
     }
 }
 
-fn constant_default(name: &str, what: &str) -> (InitSpec, String) {
-    (named(name), what.to_string())
+fn constant_default(init: Init, what: &str) -> (Init, String) {
+    (init, what.to_string())
 }
 
 fn layer_drafts(req: &Request, drafts: &mut Collector) -> Result<()> {
@@ -717,12 +721,27 @@ fn layer_drafts(req: &Request, drafts: &mut Collector) -> Result<()> {
                     ));
                 }
                 let (default, fan) = match fw {
-                    Framework::PyTorch => (named("normal"), None),
-                    Framework::Keras => (named("random_uniform"), None),
+                    Framework::PyTorch => (
+                        Init::Normal {
+                            mean: 0.0,
+                            std: 1.0,
+                        },
+                        None,
+                    ),
+                    Framework::Keras => (
+                        Init::RandomUniform {
+                            minval: -0.05,
+                            maxval: 0.05,
+                        },
+                        None,
+                    ),
                     // flax/linen/linear.py Embed: variance_scaling(1.0, 'fan_in', 'normal', out_axis=0) ⇒ fan_in = features
                     Framework::Flax => (
-                        named("variance_scaling")
-                            .with("distribution", ParamValue::Choice("normal")),
+                        Init::VarianceScaling {
+                            scale: 1.0,
+                            mode: FanMode::FanIn,
+                            distribution: VsDistribution::Normal,
+                        },
                         Some(*embedding_dim),
                     ),
                 };
@@ -790,7 +809,7 @@ fn layer_drafts(req: &Request, drafts: &mut Collector) -> Result<()> {
                         None,
                         weight_init.as_ref(),
                         &wpath,
-                        constant_default("ones", "norm scale default: ones"),
+                        constant_default(Init::Ones, "norm scale default: ones"),
                         None,
                         dt,
                     )?;
@@ -802,7 +821,7 @@ fn layer_drafts(req: &Request, drafts: &mut Collector) -> Result<()> {
                         None,
                         bias_init.as_ref(),
                         &bpath,
-                        constant_default("zeros", "norm shift default: zeros"),
+                        constant_default(Init::Zeros, "norm shift default: zeros"),
                         None,
                         dt,
                     )?;
@@ -814,7 +833,7 @@ fn layer_drafts(req: &Request, drafts: &mut Collector) -> Result<()> {
                         None,
                         None,
                         &path,
-                        constant_default("zeros", "running mean starts at 0"),
+                        constant_default(Init::Zeros, "running mean starts at 0"),
                         None,
                         dt,
                     )?;
@@ -824,7 +843,7 @@ fn layer_drafts(req: &Request, drafts: &mut Collector) -> Result<()> {
                         None,
                         None,
                         &path,
-                        constant_default("ones", "running variance starts at 1"),
+                        constant_default(Init::Ones, "running variance starts at 1"),
                         None,
                         dt,
                     )?;
@@ -836,7 +855,7 @@ fn layer_drafts(req: &Request, drafts: &mut Collector) -> Result<()> {
                             None,
                             &path,
                             constant_default(
-                                "zeros",
+                                Init::Zeros,
                                 "PyTorch BatchNorm buffer: an int64 scalar 0",
                             ),
                             None,
@@ -859,10 +878,7 @@ fn raw_drafts(req: &Request, drafts: &mut Collector) -> Result<()> {
         let init_path = join(&path, "init");
         // Structured initializers are defined on PyTorch's [out, in, *k]; a Keras/Flax raw
         // tensor is [*k, in, out], so it is generated as the permuted PyTorch tensor.
-        let structured = matches!(
-            t.init.def.name,
-            "orthogonal" | "identity" | "dirac" | "delta_orthogonal" | "sparse"
-        );
+        let structured = t.init.on_torch_layout();
         let (logical, layout) =
             if structured && req.framework != Framework::PyTorch && t.shape.len() >= 2 {
                 let n = t.shape.len();
@@ -942,22 +958,19 @@ fn hf_drafts(req: &Request, drafts: &mut Collector) -> Result<()> {
     drafts.reserve(count, &join("hf_config", key))?;
     for t in model.tensors() {
         let (spec, why) = match t.init {
-            HfInit::Normal { std, why } => {
-                (named("normal").with("std", ParamValue::Float(std)), why)
-            }
+            HfInit::Normal { std, why } => (Init::Normal { mean: 0.0, std }, why),
             HfInit::TruncNormal { std, a, b, why } => (
-                named("truncated_normal")
-                    .with("std", ParamValue::Float(std))
-                    .with("a", ParamValue::Float(a))
-                    .with("b", ParamValue::Float(b)),
+                Init::TruncatedNormal {
+                    mean: 0.0,
+                    std,
+                    a,
+                    b,
+                },
                 why,
             ),
-            HfInit::Zeros { why } => (named("zeros"), why),
-            HfInit::Ones { why } => (named("ones"), why),
-            HfInit::Constant { value, why } => (
-                named("constant").with("value", ParamValue::Float(value)),
-                why,
-            ),
+            HfInit::Zeros { why } => (Init::Zeros, why),
+            HfInit::Ones { why } => (Init::Ones, why),
+            HfInit::Constant { value, why } => (Init::Constant { value }, why),
         };
         let ctx = TensorCtx {
             framework: Framework::PyTorch,
@@ -1162,9 +1175,9 @@ fn max_abs(src: &ValueSource) -> f64 {
         ValueSource::Random(Kernel::TruncNormal(t)) => (t.a as f64).abs().max((t.b as f64).abs()),
         ValueSource::Eye { gain } => gain.abs() as f64,
         ValueSource::Dirac { .. } => 1.0,
-        ValueSource::Orthogonal { gain, .. } => gain.abs(),
-        ValueSource::DeltaOrthogonal { scale } => scale.abs(),
-        ValueSource::Sparse { std, .. } => 5.8 * (*std as f64).abs(),
+        ValueSource::Whole(WholeTensor::Orthogonal { gain, .. }) => gain.abs(),
+        ValueSource::Whole(WholeTensor::DeltaOrthogonal { scale }) => scale.abs(),
+        ValueSource::Whole(WholeTensor::Sparse { std, .. }) => 5.8 * (*std as f64).abs(),
         ValueSource::WithConstantRange { base, value, .. } => max_abs(base).max(value.abs() as f64),
         ValueSource::Pieces(parts) => parts.iter().map(|p| max_abs(&p.2)).fold(0.0, f64::max),
     }
@@ -1333,7 +1346,8 @@ fn adaptive(req: &Request, drafts: &mut [Draft], limits: &Limits) -> Result<()> 
                 d.origin.clone(),
                 format!(
                     "`{}` uses {}, which has no scale to calibrate; give it a scaled initializer",
-                    d.name, d.resolved.info.spec.def.name
+                    d.name,
+                    d.resolved.info.spec.name()
                 ),
             )
         })?;
@@ -1367,10 +1381,10 @@ fn finish(req: Request, drafts: Vec<Draft>, limits: &Limits) -> Result<Plan> {
             Some(sl) => checked_numel(&sl.full_shape, &d.origin)?,
             None => numel,
         };
-        if d.resolved.source.is_whole_tensor() {
+        if let ValueSource::Whole(whole) = &d.resolved.source {
             let logical = &d.logical_shape;
-            let rows_axes = match d.resolved.source {
-                ValueSource::Orthogonal { rows_axes, .. } => {
+            let rows_axes = match *whole {
+                WholeTensor::Orthogonal { rows_axes, .. } => {
                     rows_axes.clamp(1, logical.len().max(1))
                 }
                 _ => 1,
@@ -1380,7 +1394,7 @@ fn finish(req: Request, drafts: Vec<Draft>, limits: &Limits) -> Result<Plan> {
                 .fold(1u64, |a, &x| a.saturating_mul(x));
             let small = rows.min(full_numel / rows.max(1));
             if full_numel > MAX_WHOLE_TENSOR_ELEMENTS
-                || (matches!(d.resolved.source, ValueSource::Orthogonal { .. })
+                || (matches!(whole, WholeTensor::Orthogonal { .. })
                     && small > MAX_ORTHOGONAL_SMALL_DIM)
             {
                 return Err(SpecError::new(
@@ -1388,7 +1402,7 @@ fn finish(req: Request, drafts: Vec<Draft>, limits: &Limits) -> Result<Plan> {
                     d.origin.clone(),
                     format!(
                         "`{}` needs the whole tensor in memory; it is limited to {MAX_WHOLE_TENSOR_ELEMENTS} elements (and orthogonal to a smaller side of {MAX_ORTHOGONAL_SMALL_DIM}), this tensor has {full_numel}",
-                        d.resolved.info.spec.def.name
+                        d.resolved.info.spec.name()
                     ),
                 ));
             }

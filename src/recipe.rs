@@ -27,8 +27,7 @@
 use serde_json::{Map, Value, json};
 
 use crate::error::{ErrorCode, Result, SpecError};
-use crate::init::catalogue::{InitSpec, ParamValue};
-use crate::init::{self, Resolved, TensorCtx, ValueSource};
+use crate::init::{self, Init, Resolved, TensorCtx, ValueSource, WholeTensor};
 use crate::sample::{Kernel, TruncParams};
 use crate::spec::fields::{Obj, join, wrong_type};
 use crate::spec::{Framework, LayerKind, Request};
@@ -510,30 +509,32 @@ pub fn hf_fans(name: &str, shape: &[u64]) -> (f64, f64) {
 
 /// A rewritten initializer and the text the plan records.
 pub struct Rule {
-    pub spec: InitSpec,
+    pub spec: Init,
     pub rule: String,
 }
 
 fn normal(std: f64, rule: String) -> Option<Rule> {
     Some(Rule {
-        spec: InitSpec::named("normal").with("std", ParamValue::Float(std)),
+        spec: Init::Normal { mean: 0.0, std },
         rule,
     })
 }
 
 fn trunc(std: f64, a: f64, b: f64, rule: String) -> Option<Rule> {
     Some(Rule {
-        spec: InitSpec::named("truncated_normal")
-            .with("std", ParamValue::Float(std))
-            .with("a", ParamValue::Float(a))
-            .with("b", ParamValue::Float(b)),
+        spec: Init::TruncatedNormal {
+            mean: 0.0,
+            std,
+            a,
+            b,
+        },
         rule,
     })
 }
 
 fn zeros(rule: String) -> Option<Rule> {
     Some(Rule {
-        spec: InitSpec::named("zeros"),
+        spec: Init::Zeros,
         rule,
     })
 }
@@ -812,17 +813,21 @@ pub fn scale_resolved(r: &Resolved, f: f64) -> Option<Resolved> {
                 )))
             }
             ValueSource::Eye { gain } => ValueSource::Eye { gain: m(*gain) },
-            ValueSource::Orthogonal { gain, rows_axes } => ValueSource::Orthogonal {
-                gain: gain * f,
-                rows_axes: *rows_axes,
-            },
-            ValueSource::DeltaOrthogonal { scale } => {
-                ValueSource::DeltaOrthogonal { scale: scale * f }
+            ValueSource::Whole(WholeTensor::Orthogonal { gain, rows_axes }) => {
+                ValueSource::Whole(WholeTensor::Orthogonal {
+                    gain: gain * f,
+                    rows_axes: *rows_axes,
+                })
             }
-            ValueSource::Sparse { sparsity, std } => ValueSource::Sparse {
-                sparsity: *sparsity,
-                std: m(*std),
-            },
+            ValueSource::Whole(WholeTensor::DeltaOrthogonal { scale }) => {
+                ValueSource::Whole(WholeTensor::DeltaOrthogonal { scale: scale * f })
+            }
+            ValueSource::Whole(WholeTensor::Sparse { sparsity, std }) => {
+                ValueSource::Whole(WholeTensor::Sparse {
+                    sparsity: *sparsity,
+                    std: m(*std),
+                })
+            }
             ValueSource::WithConstantRange {
                 base,
                 start,
@@ -869,7 +874,7 @@ pub fn apply_one(
     match rule_for(recipe, t, dims, path)? {
         Action::Keep => {}
         Action::Replace(rule) => {
-            let before = resolved.info.spec.def.name;
+            let before = resolved.info.spec.name();
             let ctx = TensorCtx {
                 framework,
                 shape,
@@ -884,7 +889,7 @@ pub fn apply_one(
             *resolved = r;
         }
         Action::Scale { factor, rule } => {
-            let before = resolved.info.spec.def.name;
+            let before = resolved.info.spec.name();
             let mut r = scale_resolved(resolved, factor).ok_or_else(|| {
                 SpecError::new(
                     ErrorCode::InitializerMismatch,

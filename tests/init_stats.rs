@@ -329,7 +329,7 @@ fn auto_picks_by_activation_and_says_why() {
             .clone()
     };
     let relu = info("0.weight");
-    assert_eq!(relu.spec.def.name, "kaiming_normal");
+    assert_eq!(relu.spec.name(), "kaiming_normal");
     assert_eq!(relu.requested, "auto");
     assert!(relu.reason.as_deref().unwrap_or("").contains("He"));
     check(
@@ -341,10 +341,10 @@ fn auto_picks_by_activation_and_says_why() {
         Want::Normal(0.0, (2.0f64 / 512.0).sqrt()),
     );
     let tanh = info("1.weight");
-    assert_eq!(tanh.spec.def.name, "xavier_uniform");
+    assert_eq!(tanh.spec.name(), "xavier_uniform");
     assert!(tanh.reason.as_deref().unwrap_or("").contains("Glorot"));
     let selu = info("3.weight");
-    assert_eq!(selu.spec.def.name, "kaiming_normal");
+    assert_eq!(selu.spec.name(), "kaiming_normal");
     assert!(selu.reason.as_deref().unwrap_or("").contains("LeCun"));
     check(
         "auto selu",
@@ -363,8 +363,7 @@ fn auto_picks_by_activation_and_says_why() {
             .resolved
             .info
             .spec
-            .def
-            .name,
+            .name(),
         "he_normal"
     );
 }

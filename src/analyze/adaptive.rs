@@ -219,7 +219,7 @@ pub fn calibrate(plan: Arc<Plan>, req: &Request) -> Result<Vec<(String, f64, Val
                 ),
                 "scale": scale,
                 "std_before": before,
-                "replaced": tp.resolved.info.spec.def.name,
+                "replaced": tp.resolved.info.spec.name(),
             }),
         ));
         h = u

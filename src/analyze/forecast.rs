@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 
 use super::{act_grad, act_value, gauss_expect};
 use crate::hf::{Family, Head};
-use crate::init::ValueSource;
+use crate::init::{ValueSource, WholeTensor};
 use crate::plan::Plan;
 use crate::sample::Kernel;
 use crate::spec::Activation;
@@ -64,7 +64,7 @@ pub fn second_moment(src: &ValueSource, logical: &[u64]) -> f64 {
             let mean = m + s * d1;
             var + mean * mean
         }
-        ValueSource::Orthogonal { gain, .. } => {
+        ValueSource::Whole(WholeTensor::Orthogonal { gain, .. }) => {
             let rows = logical.first().copied().unwrap_or(1) as f64;
             let cols = logical.iter().skip(1).product::<u64>().max(1) as f64;
             gain * gain / rows.max(cols)
@@ -85,11 +85,13 @@ pub fn second_moment(src: &ValueSource, logical: &[u64]) -> f64 {
             let cols = logical.iter().skip(1).product::<u64>().max(1) as f64;
             (*gain as f64).powi(2) * rows.min(cols) / (rows * cols)
         }
-        ValueSource::Dirac { .. } | ValueSource::DeltaOrthogonal { .. } => {
+        ValueSource::Dirac { .. } | ValueSource::Whole(WholeTensor::DeltaOrthogonal { .. }) => {
             let n = logical.iter().product::<u64>().max(1) as f64;
             logical.first().copied().unwrap_or(1) as f64 / n
         }
-        ValueSource::Sparse { sparsity, std } => (1.0 - sparsity) * (*std as f64).powi(2),
+        ValueSource::Whole(WholeTensor::Sparse { sparsity, std }) => {
+            (1.0 - sparsity) * (*std as f64).powi(2)
+        }
         // Element ranges drawn by different sources (Keras's split LSTM bias): the
         // length-weighted mean of their second moments.
         ValueSource::Pieces(pieces) => {

@@ -97,7 +97,6 @@ pub fn read_at_parallel(generator: &Generator, offset: u64, buf: &mut [u8]) {
 /// range needs, before the range is split: their own parallel loops then get every thread of
 /// the pool, instead of the other threads waiting on the tensor's `OnceLock`.
 fn prepare_whole_tensors(generator: &Generator, offset: u64, len: u64) {
-    use crate::init::ValueSource;
     let plan = generator.plan();
     let hlen = plan.header.len() as u64;
     let end = offset + len;
@@ -112,14 +111,7 @@ fn prepare_whole_tensors(generator: &Generator, offset: u64, len: u64) {
         if t.begin >= rel_end {
             break;
         }
-        if t.numel > 0
-            && matches!(
-                t.resolved.source,
-                ValueSource::Orthogonal { .. }
-                    | ValueSource::DeltaOrthogonal { .. }
-                    | ValueSource::Sparse { .. }
-            )
-        {
+        if t.numel > 0 && t.resolved.source.is_whole_tensor() {
             generator.fill(ti, 0, &mut [0.0], &mut scratch);
         }
     }

@@ -1,11 +1,13 @@
-//! Initializer math: fan rules of each framework, PyTorch's gain table, `auto`, and the
-//! resolution of a requested initializer on a concrete tensor into the numbers (bounds, std,
-//! fans) that drive the sampler. (The framework layer defaults live in `plan` for now.)
+//! Initializer math: fan rules of each framework, `auto`, and the resolution of a typed
+//! initializer (`initializer::Init`, what validation produced) on a concrete tensor into the
+//! numbers (bounds, std, fans) that drive the sampler. (The framework layer defaults live in
+//! `plan` for now.)
 //!
 //! Formulas follow `torch/nn/init.py` (PyTorch 2.11), `keras/src/initializers/*.py` (Keras 3)
 //! and `jax/_src/nn/initializers.py` (used by Flax); see `../shared/reference/initializers.md`.
 
 pub mod catalogue;
+pub mod initializer;
 pub mod scoped;
 
 use serde_json::{Map, Value, json};
@@ -13,7 +15,7 @@ use serde_json::{Map, Value, json};
 use crate::error::{ErrorCode, Result, SpecError};
 use crate::sample::{Kernel, TruncParams};
 use crate::spec::{Activation, Framework};
-use catalogue::{InitSpec, ParamValue};
+pub use initializer::{Dist, FanMode, FansUsed, Init, Nonlinearity, TorchFanMode, VsDistribution};
 
 /// Standard deviation of a standard normal truncated to (−2, 2); Keras and JAX divide by it so
 /// that a truncated variance-scaling draw keeps the target variance.
@@ -58,21 +60,6 @@ impl FanRule {
     }
 }
 
-/// `torch.nn.init.calculate_gain(nonlinearity, param)`.
-pub fn calculate_gain(nonlinearity: &str, param: Option<f64>) -> f64 {
-    match nonlinearity {
-        "tanh" => 5.0 / 3.0,
-        "relu" => libm::sqrt(2.0),
-        "leaky_relu" => {
-            let slope = param.unwrap_or(0.01);
-            libm::sqrt(2.0 / (1.0 + slope * slope))
-        }
-        "selu" => 3.0 / 4.0,
-        // linear, conv*, conv_transpose*, sigmoid
-        _ => 1.0,
-    }
-}
-
 /// Where the values of a tensor come from, after resolution. Numbers are already in the
 /// canonical f32 precision where the sampler uses them.
 #[derive(Clone, Debug, PartialEq)]
@@ -87,21 +74,8 @@ pub enum ValueSource {
     Dirac {
         groups: u64,
     },
-    /// Whole-tensor QR; see `structured`. The matrix is the logical tensor flattened to
-    /// `(prod(logical[..rows_axes]), prod(logical[rows_axes..]))`: 1 for PyTorch's
-    /// `(shape[0], rest)`; 2 for attention kernels, which Keras flattens as
-    /// `(prod(shape[:-1]), shape[-1])` and Flax's DenseGeneral `out` as `(heads·head_dim, E)`.
-    Orthogonal {
-        gain: f64,
-        rows_axes: usize,
-    },
-    DeltaOrthogonal {
-        scale: f64,
-    },
-    Sparse {
-        sparsity: f64,
-        std: f32,
-    },
+    /// Values that need the whole tensor at once (`structured`).
+    Whole(WholeTensor),
     /// `base` (a constant or a random kernel) with logical elements `[start, end)` replaced by
     /// `value`: Keras LSTM `unit_forget_bias` (the forget-gate quarter of the bias is 1).
     WithConstantRange {
@@ -120,20 +94,36 @@ pub enum ValueSource {
 impl ValueSource {
     /// Whether values need the whole tensor at once (no per-element seeking).
     pub fn is_whole_tensor(&self) -> bool {
-        matches!(
-            self,
-            ValueSource::Orthogonal { .. }
-                | ValueSource::DeltaOrthogonal { .. }
-                | ValueSource::Sparse { .. }
-        )
+        matches!(self, ValueSource::Whole(_))
     }
+}
+
+/// The whole-tensor initializers after resolution (what `Init::is_whole_tensor` names):
+/// computed once per generator by `structured` and then read like a buffer.
+#[derive(Clone, Debug, PartialEq)]
+pub enum WholeTensor {
+    /// Whole-tensor QR; see `structured`. The matrix is the logical tensor flattened to
+    /// `(prod(logical[..rows_axes]), prod(logical[rows_axes..]))`: 1 for PyTorch's
+    /// `(shape[0], rest)`; 2 for attention kernels, which Keras flattens as
+    /// `(prod(shape[:-1]), shape[-1])` and Flax's DenseGeneral `out` as `(heads·head_dim, E)`.
+    Orthogonal {
+        gain: f64,
+        rows_axes: usize,
+    },
+    DeltaOrthogonal {
+        scale: f64,
+    },
+    Sparse {
+        sparsity: f64,
+        std: f32,
+    },
 }
 
 /// What the plan reports about an initializer on a tensor.
 #[derive(Clone, Debug, PartialEq)]
 pub struct InitInfo {
     pub requested: String,
-    pub spec: InitSpec,
+    pub spec: Init,
     pub distribution: &'static str,
     pub fan_in: Option<f64>,
     pub fan_out: Option<f64>,
@@ -148,9 +138,9 @@ pub struct InitInfo {
 }
 
 impl InitInfo {
-    fn new(spec: &InitSpec, distribution: &'static str) -> InitInfo {
+    fn new(spec: &Init, distribution: &'static str) -> InitInfo {
         InitInfo {
-            requested: spec.def.name.to_string(),
+            requested: spec.name().to_string(),
             spec: spec.clone(),
             distribution,
             fan_in: None,
@@ -167,8 +157,9 @@ impl InitInfo {
 
     pub fn to_json(&self) -> Value {
         let mut m = Map::new();
-        m.insert("name".into(), json!(self.spec.def.name));
-        if self.requested != self.spec.def.name {
+        let def = self.spec.def();
+        m.insert("name".into(), json!(def.name));
+        if self.requested != def.name {
             m.insert("requested".into(), json!(self.requested));
         }
         let params = self.spec.to_json();
@@ -179,7 +170,7 @@ impl InitInfo {
             }
         }
         m.insert("distribution".into(), json!(self.distribution));
-        m.insert("semantics".into(), json!(self.spec.def.semantics));
+        m.insert("semantics".into(), json!(def.semantics));
         for (k, v) in [
             ("fan_in", self.fan_in),
             ("fan_out", self.fan_out),
@@ -254,18 +245,20 @@ fn wrong_rank(ctx: &TensorCtx<'_>, init: &str, what: &str) -> SpecError {
 }
 
 impl TensorCtx<'_> {
-    fn fans(&self, init: &str) -> Result<(f64, f64)> {
+    /// (fan_in, fan_out) for `init`: explicit fans override the framework's fan rule.
+    fn fans(&self, init: &Init) -> Result<(Option<f64>, Option<f64>)> {
         let rule_fans = FanRule::of(self.framework).fans(self.shape);
         match (self.fan_in, self.fan_out, rule_fans) {
-            (Some(i), Some(o), _) => Ok((i as f64, o as f64)),
+            (Some(i), Some(o), _) => Ok((Some(i as f64), Some(o as f64))),
             (i, o, Some((ri, ro))) => Ok((
-                i.map(|x| x as f64).unwrap_or(ri),
-                o.map(|x| x as f64).unwrap_or(ro),
+                Some(i.map(|x| x as f64).unwrap_or(ri)),
+                Some(o.map(|x| x as f64).unwrap_or(ro)),
             )),
             (_, _, None) => Err(mismatch(
                 self.path,
                 format!(
-                    "`{init}` needs fan_in and fan_out, and the {} fan rule needs at least 2 dimensions (shape {}); give `fan_in` and `fan_out` explicitly or choose an initializer without fans",
+                    "`{}` needs fan_in and fan_out, and the {} fan rule needs at least 2 dimensions (shape {}); give `fan_in` and `fan_out` explicitly or choose an initializer without fans",
+                    init.name(),
                     self.framework.as_str(),
                     shape_str(self.shape)
                 ),
@@ -274,7 +267,7 @@ impl TensorCtx<'_> {
     }
 }
 
-fn uniform(spec: &InitSpec, low: f64, high: f64, path: &str) -> Result<Resolved> {
+fn uniform(spec: &Init, low: f64, high: f64, path: &str) -> Result<Resolved> {
     let lo = f32_of(low, "low bound", path)?;
     let scale = f32_of(high - low, "range", path)?;
     let mut info = InitInfo::new(spec, "uniform");
@@ -286,7 +279,7 @@ fn uniform(spec: &InitSpec, low: f64, high: f64, path: &str) -> Result<Resolved>
     })
 }
 
-fn normal(spec: &InitSpec, mean: f64, std: f64, path: &str) -> Result<Resolved> {
+fn normal(spec: &Init, mean: f64, std: f64, path: &str) -> Result<Resolved> {
     let source = ValueSource::Random(Kernel::Normal {
         mean: f32_of(mean, "mean", path)?,
         std: f32_of(std, "std", path)?,
@@ -297,7 +290,7 @@ fn normal(spec: &InitSpec, mean: f64, std: f64, path: &str) -> Result<Resolved> 
     Ok(Resolved { source, info })
 }
 
-fn truncated(spec: &InitSpec, mean: f64, std: f64, a: f64, b: f64, path: &str) -> Result<Resolved> {
+fn truncated(spec: &Init, mean: f64, std: f64, a: f64, b: f64, path: &str) -> Result<Resolved> {
     for (x, w) in [
         (mean, "mean"),
         (std, "std"),
@@ -317,38 +310,59 @@ fn truncated(spec: &InitSpec, mean: f64, std: f64, a: f64, b: f64, path: &str) -
     })
 }
 
-/// Keras/JAX variance scaling.
+/// How a variance-scaling draw samples: Keras's/JAX's corrected truncated normal, the
+/// untruncated normal, or the uniform.
+#[derive(Clone, Copy)]
+enum VsDraw {
+    Truncated,
+    Normal,
+    Uniform,
+}
+
+impl VsDraw {
+    fn of(d: VsDistribution) -> VsDraw {
+        match d {
+            VsDistribution::TruncatedNormal => VsDraw::Truncated,
+            VsDistribution::Normal | VsDistribution::UntruncatedNormal => VsDraw::Normal,
+            VsDistribution::Uniform => VsDraw::Uniform,
+        }
+    }
+
+    /// The draw of the `he_*`/`glorot_*`/`lecun_*` presets: uniform or truncated.
+    fn preset(d: Dist) -> VsDraw {
+        match d {
+            Dist::Uniform => VsDraw::Uniform,
+            Dist::Normal => VsDraw::Truncated,
+        }
+    }
+}
+
+/// Keras/JAX variance scaling; also returns `n` (the mode's fan, floored at 1).
 fn variance_scaling(
-    spec: &InitSpec,
+    spec: &Init,
     ctx: &TensorCtx<'_>,
     scale: f64,
-    mode: &str,
-    dist: &str,
-) -> Result<Resolved> {
-    let (fi, fo) = ctx.fans(spec.def.name)?;
-    let n = match mode {
-        "fan_in" => fi,
-        "fan_out" => fo,
-        "fan_avg" => (fi + fo) / 2.0,
-        _ => libm::sqrt(fi * fo),
-    };
-    // Keras floors n at 1 (random_initializers.py); with sizes ≥ 1 it never binds, but keep it.
-    let n = n.max(1.0);
-    let mut r = match dist {
-        "truncated_normal" => {
+    mode: FanMode,
+    draw: VsDraw,
+) -> Result<(Resolved, f64)> {
+    let (fi, fo) = ctx.fans(spec)?;
+    // `fans` returns every fan the mode reads; 1.0 stands for one it does not.
+    let n = mode.n(fi.unwrap_or(1.0), fo.unwrap_or(1.0));
+    let mut r = match draw {
+        VsDraw::Truncated => {
             let std = libm::sqrt(scale / n) / TRUNC_STD_CORRECTION;
             truncated(spec, 0.0, std, -2.0 * std, 2.0 * std, ctx.path)?
         }
-        "uniform" => {
+        VsDraw::Uniform => {
             let limit = libm::sqrt(3.0 * scale / n);
             uniform(spec, -limit, limit, ctx.path)?
         }
-        _ => normal(spec, 0.0, libm::sqrt(scale / n), ctx.path)?,
+        VsDraw::Normal => normal(spec, 0.0, libm::sqrt(scale / n), ctx.path)?,
     };
-    r.info.fan_in = Some(fi);
-    r.info.fan_out = Some(fo);
+    r.info.fan_in = fi;
+    r.info.fan_out = fo;
     r.info.gain = Some(libm::sqrt(scale));
-    Ok(r)
+    Ok((r, n))
 }
 
 fn std_of_target(r: &mut Resolved, target: f64) {
@@ -367,17 +381,30 @@ fn std_of_target(r: &mut Resolved, target: f64) {
     }
 }
 
+/// `he_*`, `glorot_*`, `lecun_*`: variance scaling with a fixed scale and mode.
+fn vs_preset(
+    spec: &Init,
+    ctx: &TensorCtx<'_>,
+    scale: f64,
+    mode: FanMode,
+    d: Dist,
+) -> Result<Resolved> {
+    let (mut r, n) = variance_scaling(spec, ctx, scale, mode, VsDraw::preset(d))?;
+    let target = libm::sqrt(scale / n);
+    std_of_target(&mut r, target);
+    Ok(r)
+}
+
 /// Resolves `spec` on the tensor described by `ctx`.
-pub fn resolve(spec: &InitSpec, ctx: &TensorCtx<'_>) -> Result<Resolved> {
+pub fn resolve(spec: &Init, ctx: &TensorCtx<'_>) -> Result<Resolved> {
     let path = ctx.path;
-    let name = spec.def.name;
     let logical = ctx.logical_shape;
-    match name {
-        "zeros" | "ones" | "constant" => {
-            let v = match name {
-                "zeros" => 0.0,
-                "ones" => 1.0,
-                _ => spec.f("value"),
+    match *spec {
+        Init::Zeros | Init::Ones | Init::Constant { .. } => {
+            let v = match *spec {
+                Init::Constant { value } => value,
+                Init::Ones => 1.0,
+                _ => 0.0,
             };
             let mut info = InitInfo::new(spec, "constant");
             info.mean = Some(v);
@@ -386,95 +413,81 @@ pub fn resolve(spec: &InitSpec, ctx: &TensorCtx<'_>) -> Result<Resolved> {
                 info,
             })
         }
-        "uniform" => uniform(spec, spec.f("low"), spec.f("high"), path),
-        "random_uniform" => uniform(spec, spec.f("minval"), spec.f("maxval"), path),
-        "jax_uniform" => uniform(spec, 0.0, spec.f("scale"), path),
-        "normal" => normal(spec, spec.f("mean"), spec.f("std"), path),
-        "random_normal" => normal(spec, spec.f("mean"), spec.f("stddev"), path),
-        "jax_normal" => normal(spec, 0.0, spec.f("stddev"), path),
-        "truncated_normal" => truncated(
-            spec,
-            spec.f("mean"),
-            spec.f("std"),
-            spec.f("a"),
-            spec.f("b"),
-            path,
-        ),
-        "keras_truncated_normal" => {
-            let (m, s) = (spec.f("mean"), spec.f("stddev"));
-            truncated(spec, m, s, m - 2.0 * s, m + 2.0 * s, path)
+        Init::Uniform { low, high } => uniform(spec, low, high, path),
+        Init::RandomUniform { minval, maxval } => uniform(spec, minval, maxval, path),
+        Init::JaxUniform { scale } => uniform(spec, 0.0, scale, path),
+        Init::Normal { mean, std } => normal(spec, mean, std, path),
+        Init::RandomNormal { mean, stddev } => normal(spec, mean, stddev, path),
+        Init::JaxNormal { stddev } => normal(spec, 0.0, stddev, path),
+        Init::TruncatedNormal { mean, std, a, b } => truncated(spec, mean, std, a, b, path),
+        Init::KerasTruncatedNormal { mean, stddev: s } => {
+            truncated(spec, mean, s, mean - 2.0 * s, mean + 2.0 * s, path)
         }
-        "jax_truncated_normal" => {
-            let s = spec.f("stddev");
-            truncated(spec, 0.0, s, spec.f("lower") * s, spec.f("upper") * s, path)
-        }
-        "variance_scaling" => {
-            let mut r = variance_scaling(
-                spec,
-                ctx,
-                spec.f("scale"),
-                spec.choice("mode"),
-                spec.choice("distribution"),
-            )?;
-            let target =
-                r.info.gain.unwrap_or(1.0) / libm::sqrt(pick_n(&r.info, spec.choice("mode")));
+        Init::JaxTruncatedNormal {
+            stddev: s,
+            lower,
+            upper,
+        } => truncated(spec, 0.0, s, lower * s, upper * s, path),
+        Init::VarianceScaling {
+            scale,
+            mode,
+            distribution,
+        } => {
+            let (mut r, n) = variance_scaling(spec, ctx, scale, mode, VsDraw::of(distribution))?;
+            let target = r.info.gain.unwrap_or(1.0) / libm::sqrt(n);
             std_of_target(&mut r, target);
             Ok(r)
         }
-        "he_uniform" | "he_normal" | "glorot_uniform" | "glorot_normal" | "lecun_uniform"
-        | "lecun_normal" => {
-            let (scale, mode) = match &name[..name.find('_').unwrap_or(0)] {
-                "he" => (2.0, "fan_in"),
-                "glorot" => (1.0, "fan_avg"),
-                _ => (1.0, "fan_in"),
-            };
-            let dist = if name.ends_with("uniform") {
-                "uniform"
-            } else {
-                "truncated_normal"
-            };
-            let mut r = variance_scaling(spec, ctx, scale, mode, dist)?;
-            let target = libm::sqrt(scale / pick_n(&r.info, mode));
-            std_of_target(&mut r, target);
-            Ok(r)
-        }
-        "kaiming_uniform" | "kaiming_normal" => {
-            let (fi, fo) = ctx.fans(name)?;
-            let mode = spec.choice("mode");
-            let fan = if mode == "fan_in" { fi } else { fo };
-            let nl = spec.choice("nonlinearity");
-            let gain = calculate_gain(nl, Some(spec.f("a")));
+        Init::He(d) => vs_preset(spec, ctx, 2.0, FanMode::FanIn, d),
+        Init::Glorot(d) => vs_preset(spec, ctx, 1.0, FanMode::FanAvg, d),
+        Init::Lecun(d) => vs_preset(spec, ctx, 1.0, FanMode::FanIn, d),
+        Init::Kaiming {
+            dist,
+            a,
+            mode,
+            nonlinearity,
+        } => {
+            let (fi, fo) = ctx.fans(spec)?;
+            // `fans` returns the fan the mode reads; 1.0 stands for one it does not.
+            let fan = match mode {
+                TorchFanMode::FanIn => fi,
+                TorchFanMode::FanOut => fo,
+            }
+            .unwrap_or(1.0);
+            let gain = nonlinearity.gain(a);
             // Same operation order as torch/nn/init.py: std = gain / sqrt(fan), bound = sqrt(3) * std.
             let std = gain / libm::sqrt(fan);
-            let mut r = if name == "kaiming_uniform" {
-                let bound = libm::sqrt(3.0) * std;
-                uniform(spec, -bound, bound, path)?
-            } else {
-                normal(spec, 0.0, std, path)?
+            let mut r = match dist {
+                Dist::Uniform => {
+                    let bound = libm::sqrt(3.0) * std;
+                    uniform(spec, -bound, bound, path)?
+                }
+                Dist::Normal => normal(spec, 0.0, std, path)?,
             };
-            r.info.fan_in = Some(fi);
-            r.info.fan_out = Some(fo);
+            r.info.fan_in = fi;
+            r.info.fan_out = fo;
             r.info.gain = Some(gain);
             r.info.std = Some(std);
             Ok(r)
         }
-        "xavier_uniform" | "xavier_normal" => {
-            let (fi, fo) = ctx.fans(name)?;
-            let gain = spec.f("gain");
-            let std = gain * libm::sqrt(2.0 / (fi + fo));
-            let mut r = if name == "xavier_uniform" {
-                let a = libm::sqrt(3.0) * std;
-                uniform(spec, -a, a, path)?
-            } else {
-                normal(spec, 0.0, std, path)?
+        Init::Xavier { dist, gain } => {
+            let (fi, fo) = ctx.fans(spec)?;
+            // Xavier reads both fans, so `fans` returns both.
+            let std = gain * libm::sqrt(2.0 / (fi.unwrap_or(1.0) + fo.unwrap_or(1.0)));
+            let mut r = match dist {
+                Dist::Uniform => {
+                    let a = libm::sqrt(3.0) * std;
+                    uniform(spec, -a, a, path)?
+                }
+                Dist::Normal => normal(spec, 0.0, std, path)?,
             };
-            r.info.fan_in = Some(fi);
-            r.info.fan_out = Some(fo);
+            r.info.fan_in = fi;
+            r.info.fan_out = fo;
             r.info.gain = Some(gain);
             r.info.std = Some(std);
             Ok(r)
         }
-        "orthogonal" => {
+        Init::Orthogonal { gain } => {
             if logical.len() < 2 {
                 return Err(wrong_rank(
                     ctx,
@@ -483,30 +496,26 @@ pub fn resolve(spec: &InitSpec, ctx: &TensorCtx<'_>) -> Result<Resolved> {
                 ));
             }
             let mut info = InitInfo::new(spec, "orthogonal");
-            info.gain = Some(spec.f("gain"));
+            info.gain = Some(gain);
             Ok(Resolved {
-                source: ValueSource::Orthogonal {
-                    gain: spec.f("gain"),
-                    rows_axes: 1,
-                },
+                source: ValueSource::Whole(WholeTensor::Orthogonal { gain, rows_axes: 1 }),
                 info,
             })
         }
-        "identity" => {
+        Init::Identity { gain } => {
             if logical.len() != 2 {
                 return Err(wrong_rank(ctx, "identity/eye", "a 2-D tensor"));
             }
             let mut info = InitInfo::new(spec, "identity");
-            info.gain = Some(spec.f("gain"));
+            info.gain = Some(gain);
             Ok(Resolved {
                 source: ValueSource::Eye {
-                    gain: f32_of(spec.f("gain"), "gain", path)?,
+                    gain: f32_of(gain, "gain", path)?,
                 },
                 info,
             })
         }
-        "dirac" => {
-            let groups = spec.count("groups");
+        Init::Dirac { groups } => {
             if !(3..=5).contains(&logical.len()) {
                 return Err(wrong_rank(
                     ctx,
@@ -528,7 +537,7 @@ pub fn resolve(spec: &InitSpec, ctx: &TensorCtx<'_>) -> Result<Resolved> {
                 info: InitInfo::new(spec, "dirac"),
             })
         }
-        "delta_orthogonal" => {
+        Init::DeltaOrthogonal { scale } => {
             if !(3..=5).contains(&logical.len()) {
                 return Err(wrong_rank(
                     ctx,
@@ -546,29 +555,27 @@ pub fn resolve(spec: &InitSpec, ctx: &TensorCtx<'_>) -> Result<Resolved> {
                 ));
             }
             let mut info = InitInfo::new(spec, "delta_orthogonal");
-            info.gain = Some(spec.f("scale"));
+            info.gain = Some(scale);
             Ok(Resolved {
-                source: ValueSource::DeltaOrthogonal {
-                    scale: spec.f("scale"),
-                },
+                source: ValueSource::Whole(WholeTensor::DeltaOrthogonal { scale }),
                 info,
             })
         }
-        "sparse" => {
+        Init::Sparse { sparsity, std } => {
             if logical.len() != 2 {
                 return Err(wrong_rank(ctx, "sparse", "a 2-D tensor"));
             }
             let mut info = InitInfo::new(spec, "sparse");
-            info.std = Some(spec.f("std"));
+            info.std = Some(std);
             Ok(Resolved {
-                source: ValueSource::Sparse {
-                    sparsity: spec.f("sparsity"),
-                    std: f32_of(spec.f("std"), "std", path)?,
-                },
+                source: ValueSource::Whole(WholeTensor::Sparse {
+                    sparsity,
+                    std: f32_of(std, "std", path)?,
+                }),
                 info,
             })
         }
-        "auto" => {
+        Init::Auto => {
             let (choice, reason) = auto_choice(ctx.framework, ctx.activation);
             let mut r = resolve(&choice, ctx)?;
             r.info.requested = "auto".into();
@@ -578,35 +585,20 @@ pub fn resolve(spec: &InitSpec, ctx: &TensorCtx<'_>) -> Result<Resolved> {
             });
             Ok(r)
         }
-        other => Err(SpecError::new(
-            ErrorCode::UnknownInitializer,
-            path,
-            format!("initializer `{other}` has no resolver"),
-        )),
     }
-}
-
-fn pick_n(info: &InitInfo, mode: &str) -> f64 {
-    let (fi, fo) = (info.fan_in.unwrap_or(1.0), info.fan_out.unwrap_or(1.0));
-    match mode {
-        "fan_in" => fi,
-        "fan_out" => fo,
-        "fan_avg" => (fi + fo) / 2.0,
-        _ => libm::sqrt(fi * fo),
-    }
-    .max(1.0)
 }
 
 /// `auto`: the initializer the literature pairs with the activation, in the framework's flavour
 /// (PyTorch's are untruncated, Keras's and Flax's truncated).
-pub fn auto_choice(framework: Framework, activation: Option<Activation>) -> (InitSpec, String) {
+pub fn auto_choice(framework: Framework, activation: Option<Activation>) -> (Init, String) {
     let torch = framework == Framework::PyTorch;
     let act = activation.unwrap_or(Activation::Linear);
     let an = act.name();
-    let kaiming = |nl: &str, a: f64| {
-        InitSpec::named("kaiming_normal")
-            .with("nonlinearity", ParamValue::Choice(nl_static(nl)))
-            .with("a", ParamValue::Float(a))
+    let kaiming = |nonlinearity: Nonlinearity, a: f64| Init::Kaiming {
+        dist: Dist::Normal,
+        a,
+        mode: TorchFanMode::FanIn,
+        nonlinearity,
     };
     match act {
         Activation::Relu
@@ -622,9 +614,9 @@ pub fn auto_choice(framework: Framework, activation: Option<Activation>) -> (Ini
             };
             (
                 if torch {
-                    kaiming("relu", 0.0)
+                    kaiming(Nonlinearity::Relu, 0.0)
                 } else {
-                    InitSpec::named("he_normal")
+                    Init::He(Dist::Normal)
                 },
                 why,
             )
@@ -634,47 +626,46 @@ pub fn auto_choice(framework: Framework, activation: Option<Activation>) -> (Ini
                 "activation leaky_relu({negative_slope}) → He initialization with gain √(2/(1+slope²)) (He et al. 2015)"
             );
             if torch {
-                (kaiming("leaky_relu", negative_slope), why)
+                (kaiming(Nonlinearity::LeakyRelu, negative_slope), why)
             } else {
                 let scale = 2.0 / (1.0 + negative_slope * negative_slope);
                 (
-                    InitSpec::named("variance_scaling").with("scale", ParamValue::Float(scale)),
+                    Init::VarianceScaling {
+                        scale,
+                        mode: FanMode::FanIn,
+                        distribution: VsDistribution::TruncatedNormal,
+                    },
                     why,
                 )
             }
         }
         Activation::Tanh | Activation::Sigmoid => (
-            InitSpec::named(if torch {
-                "xavier_uniform"
+            if torch {
+                Init::Xavier {
+                    dist: Dist::Uniform,
+                    gain: 1.0,
+                }
             } else {
-                "glorot_uniform"
-            }),
+                Init::Glorot(Dist::Uniform)
+            },
             format!("activation {an} → Glorot initialization (Glorot & Bengio 2010)"),
         ),
         Activation::Selu => (
             if torch {
-                kaiming("linear", 0.0)
+                kaiming(Nonlinearity::Linear, 0.0)
             } else {
-                InitSpec::named("lecun_normal")
+                Init::Lecun(Dist::Normal)
             },
             "activation selu → LeCun normal, the self-normalizing setting (Klambauer et al. 2017)"
                 .to_string(),
         ),
         Activation::Linear | Activation::Softmax => (
             if torch {
-                kaiming("linear", 0.0)
+                kaiming(Nonlinearity::Linear, 0.0)
             } else {
-                InitSpec::named("lecun_normal")
+                Init::Lecun(Dist::Normal)
             },
             format!("activation {an} → LeCun normal, variance 1/fan_in (LeCun et al. 1998)"),
         ),
     }
-}
-
-fn nl_static(nl: &str) -> &'static str {
-    catalogue::NONLINEARITIES
-        .iter()
-        .find(|n| **n == nl)
-        .copied()
-        .unwrap_or("linear")
 }

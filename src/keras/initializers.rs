@@ -9,14 +9,14 @@
 use serde_json::{Map, Value, json};
 
 use crate::error::{ErrorCode, Result, SpecError};
-use crate::init::catalogue::{self, InitSpec};
+use crate::init::{Init, catalogue};
 use crate::spec::fields::{finite_f64, join, wrong_type};
 
 /// A Keras initializer: the catalogue entry and, for the variance-scaling family, the
 /// `input_axes`/`output_axes` of its config (Keras ≥ 3.15 reads fans off those axes).
 #[derive(Clone, Debug, PartialEq)]
 pub struct KerasInit {
-    pub spec: InitSpec,
+    pub spec: Init,
     pub axes: Option<(Vec<i64>, Vec<i64>)>,
     /// The variance-scaling family (`EinsumDense` gives those its einsum axes).
     pub variance_scaling: bool,

@@ -2,10 +2,9 @@
 //! names, shapes, layouts, default initializers and stream identities. See
 //! docs/determinism.md, "Recurrent layers" and "Multi-head attention".
 
-use super::{Draft, LayerCtx, Layout, named, weight_default};
+use super::{Draft, LayerCtx, Layout, weight_default};
 use crate::error::{ErrorCode, Result, SpecError};
-use crate::init::catalogue::{InitSpec, ParamValue};
-use crate::init::{self, TensorCtx, ValueSource};
+use crate::init::{self, Dist, Init, TensorCtx, ValueSource, WholeTensor};
 use crate::spec::fields::join;
 use crate::spec::{Attention, Cell, Framework, Recurrent};
 
@@ -33,9 +32,9 @@ struct Spec<'a> {
     role: String,
     logical: Vec<u64>,
     perm: Option<Vec<usize>>,
-    requested: Option<&'a InitSpec>,
+    requested: Option<&'a Init>,
     requested_key: &'static str,
-    default: (InitSpec, String),
+    default: (Init, String),
     /// Explicit fans (Keras EinsumDense axes, Flax DenseGeneral flattening).
     fans: Option<(u64, u64)>,
     is_bias: bool,
@@ -49,8 +48,8 @@ impl LayerCtx<'_> {
         };
         let requested_path = join(&self.path, s.requested_key);
         let (spec, reason, path) = match s.requested {
-            Some(r) if r.def.name == "auto" && s.is_bias => (
-                named("zeros"),
+            Some(r) if *r == Init::Auto && s.is_bias => (
+                Init::Zeros,
                 Some("auto: biases start at zero".to_string()),
                 requested_path,
             ),
@@ -107,7 +106,7 @@ impl LayerCtx<'_> {
     }
 }
 
-fn with_reason(spec: InitSpec, r: &str) -> (InitSpec, String) {
+fn with_reason(spec: Init, r: &str) -> (Init, String) {
     (spec, r.to_string())
 }
 
@@ -279,9 +278,10 @@ fn pytorch_recurrent(cx: &mut LayerCtx<'_>, r: &Recurrent) -> Result<()> {
     let bound = 1.0 / libm::sqrt(h as f64);
     let default = || {
         with_reason(
-            named("uniform")
-                .with("low", ParamValue::Float(-bound))
-                .with("high", ParamValue::Float(bound)),
+            Init::Uniform {
+                low: -bound,
+                high: bound,
+            },
             &format!(
                 "PyTorch RNNBase.reset_parameters: every parameter U(±1/√hidden_size), hidden_size = {h}"
             ),
@@ -378,7 +378,7 @@ fn keras_recurrent(cx: &mut LayerCtx<'_>, r: &Recurrent, sub: &Sub) -> Result<()
         perm: Some(vec![1, 0]),
         requested: r.kernel_init.as_ref(),
         requested_key: "kernel_initializer",
-        default: with_reason(named("glorot_uniform"), "Keras recurrent kernel default: glorot_uniform over the whole [input, gates·units] kernel"),
+        default: with_reason(Init::Glorot(Dist::Uniform), "Keras recurrent kernel default: glorot_uniform over the whole [input, gates·units] kernel"),
         fans: None,
         is_bias: false,
     })?;
@@ -389,7 +389,7 @@ fn keras_recurrent(cx: &mut LayerCtx<'_>, r: &Recurrent, sub: &Sub) -> Result<()
         perm: Some(vec![1, 0]),
         requested: r.recurrent_init.as_ref(),
         requested_key: "recurrent_initializer",
-        default: with_reason(named("orthogonal"), "Keras recurrent_initializer default: orthogonal over the whole [units, gates·units] matrix (orthonormal rows)"),
+        default: with_reason(Init::Orthogonal { gain: 1.0 }, "Keras recurrent_initializer default: orthogonal over the whole [units, gates·units] matrix (orthonormal rows)"),
         fans: None,
         is_bias: false,
     })?;
@@ -408,7 +408,7 @@ fn keras_recurrent(cx: &mut LayerCtx<'_>, r: &Recurrent, sub: &Sub) -> Result<()
         perm: None,
         requested: r.bias_init.as_ref(),
         requested_key: "bias_initializer",
-        default: with_reason(named("zeros"), "Keras bias default: zeros"),
+        default: with_reason(Init::Zeros, "Keras bias default: zeros"),
         fans: None,
         is_bias: true,
     })?;
@@ -532,7 +532,7 @@ fn flax_recurrent(cx: &mut LayerCtx<'_>, r: &Recurrent, sub: &Sub) -> Result<()>
                 &r.kernel_init,
                 "kernel_initializer",
                 with_reason(
-                    named("lecun_normal"),
+                    Init::Lecun(Dist::Normal),
                     "Flax cell kernel_init default: lecun_normal, per gate",
                 ),
             )
@@ -542,7 +542,7 @@ fn flax_recurrent(cx: &mut LayerCtx<'_>, r: &Recurrent, sub: &Sub) -> Result<()>
                 &r.recurrent_init,
                 "recurrent_initializer",
                 with_reason(
-                    named("orthogonal"),
+                    Init::Orthogonal { gain: 1.0 },
                     "Flax cell recurrent_kernel_init default: orthogonal, per gate matrix",
                 ),
             )
@@ -567,7 +567,7 @@ fn flax_recurrent(cx: &mut LayerCtx<'_>, r: &Recurrent, sub: &Sub) -> Result<()>
                 requested: r.bias_init.as_ref(),
                 requested_key: "bias_initializer",
                 default: with_reason(
-                    named("zeros"),
+                    Init::Zeros,
                     "Flax cell bias_init default: zeros (no forget bias)",
                 ),
                 fans: None,
@@ -586,7 +586,7 @@ fn attention_kernel(cx: &mut LayerCtx<'_>, rows_axes: usize) -> Result<()> {
     let path = join(&cx.path, "kernel_initializer");
     let last = cx.drafts.last_mut().expect("just added");
     match &mut last.resolved.source {
-        ValueSource::Orthogonal { rows_axes: r, .. } => {
+        ValueSource::Whole(WholeTensor::Orthogonal { rows_axes: r, .. }) => {
             *r = rows_axes;
             let s = &last.logical_shape;
             let rows: u64 = s[..rows_axes].iter().product();
@@ -604,7 +604,7 @@ fn attention_kernel(cx: &mut LayerCtx<'_>, rows_axes: usize) -> Result<()> {
                 None => note,
             });
         }
-        ValueSource::DeltaOrthogonal { .. } if fw == Framework::Flax => {
+        ValueSource::Whole(WholeTensor::DeltaOrthogonal { .. }) if fw == Framework::Flax => {
             return Err(SpecError::new(
                 ErrorCode::InitializerMismatch,
                 path,
@@ -627,7 +627,7 @@ fn flax_flat_bias(cx: &mut LayerCtx<'_>, flat: u64) -> Result<()> {
             path,
             format!(
                 "`{}` needs fans, but Flax DenseGeneral hands the attention bias to bias_init as a vector of {flat} (JAX's fan rule needs 2 dimensions)",
-                last.resolved.info.spec.def.name
+                last.resolved.info.spec.name()
             ),
         ));
     }
@@ -635,14 +635,17 @@ fn flax_flat_bias(cx: &mut LayerCtx<'_>, flat: u64) -> Result<()> {
 }
 
 /// A PyTorch attention tensor: name, logical shape, default, is a bias.
-type PtTensor = (String, Vec<u64>, (InitSpec, String), bool);
+type PtTensor = (String, Vec<u64>, (Init, String), bool);
 
 pub(super) fn attention(cx: &mut LayerCtx<'_>, a: &Attention) -> Result<()> {
     let e = a.embed_dim;
     if cx.fw == Framework::PyTorch {
         let xavier = |what: &str| {
             with_reason(
-                named("xavier_uniform"),
+                Init::Xavier {
+                    dist: Dist::Uniform,
+                    gain: 1.0,
+                },
                 &format!("PyTorch MultiheadAttention._reset_parameters: xavier_uniform_ on {what}"),
             )
         };
@@ -678,10 +681,7 @@ pub(super) fn attention(cx: &mut LayerCtx<'_>, a: &Attention) -> Result<()> {
             list.push((
                 "in_proj_bias".into(),
                 vec![3 * e],
-                with_reason(
-                    named("zeros"),
-                    "PyTorch MultiheadAttention: in_proj_bias = 0",
-                ),
+                with_reason(Init::Zeros, "PyTorch MultiheadAttention: in_proj_bias = 0"),
                 true,
             ));
         }
@@ -698,10 +698,7 @@ pub(super) fn attention(cx: &mut LayerCtx<'_>, a: &Attention) -> Result<()> {
             list.push((
                 "out_proj.bias".into(),
                 vec![e],
-                with_reason(
-                    named("zeros"),
-                    "PyTorch MultiheadAttention: out_proj.bias = 0",
-                ),
+                with_reason(Init::Zeros, "PyTorch MultiheadAttention: out_proj.bias = 0"),
                 true,
             ));
         }
@@ -736,7 +733,10 @@ pub(super) fn attention(cx: &mut LayerCtx<'_>, a: &Attention) -> Result<()> {
                     requested: None,
                     requested_key: "bias_initializer",
                     default: with_reason(
-                        named("xavier_normal"),
+                        Init::Xavier {
+                            dist: Dist::Normal,
+                            gain: 1.0,
+                        },
                         "PyTorch MultiheadAttention: bias_k/bias_v xavier_normal_ on [1, 1, E]",
                     ),
                     fans: None,
@@ -761,7 +761,7 @@ pub(super) fn attention(cx: &mut LayerCtx<'_>, a: &Attention) -> Result<()> {
         (
             "attention_output",
             with_reason(
-                named("glorot_uniform"),
+                Init::Glorot(Dist::Uniform),
                 "Keras MultiHeadAttention kernel default: glorot_uniform with EinsumDense fans (Keras ≥ 3.15)",
             ),
         )
@@ -769,12 +769,12 @@ pub(super) fn attention(cx: &mut LayerCtx<'_>, a: &Attention) -> Result<()> {
         (
             "out",
             with_reason(
-                named("lecun_normal"),
+                Init::Lecun(Dist::Normal),
                 "Flax MultiHeadDotProductAttention kernel_init default: lecun_normal on the flattened DenseGeneral kernel",
             ),
         )
     };
-    let zeros = || with_reason(named("zeros"), "bias default: zeros");
+    let zeros = || with_reason(Init::Zeros, "bias default: zeros");
     let projections = [("query", a.embed_dim), ("key", a.kdim), ("value", a.vdim)];
     for (n, input) in projections {
         cx.put(Spec {

@@ -6,7 +6,7 @@ use serde_json::{Map, Value, json};
 use super::fields::{Obj, join};
 use super::layers::{input_size, opt_init};
 use crate::error::{ErrorCode, Result, SpecError};
-use crate::init::catalogue::InitSpec;
+use crate::init::Init;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Cell {
@@ -47,9 +47,9 @@ pub struct Recurrent {
     pub unit_forget_bias: Option<bool>,
     /// Keras GRU `reset_after` (default true).
     pub reset_after: Option<bool>,
-    pub kernel_init: Option<InitSpec>,
-    pub recurrent_init: Option<InitSpec>,
-    pub bias_init: Option<InitSpec>,
+    pub kernel_init: Option<Init>,
+    pub recurrent_init: Option<Init>,
+    pub bias_init: Option<Init>,
 }
 
 impl Recurrent {
@@ -167,8 +167,8 @@ pub struct Attention {
     pub vdim: u64,
     pub bias: bool,
     pub add_bias_kv: bool,
-    pub kernel_init: Option<InitSpec>,
-    pub bias_init: Option<InitSpec>,
+    pub kernel_init: Option<Init>,
+    pub bias_init: Option<Init>,
 }
 
 impl Attention {

@@ -7,7 +7,7 @@ use super::arch_layers::{self, Attention, Cell, Recurrent};
 use super::fields::{self, Obj, index, join, wrong_type};
 use super::{DType, check_name};
 use crate::error::{ErrorCode, Result, SpecError};
-use crate::init::catalogue::{self, InitSpec};
+use crate::init::{Init, catalogue};
 
 /// Activations: as a layer's `activation` attribute or as a standalone parameter-free entry.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -141,8 +141,8 @@ pub enum LayerKind {
         in_features: u64,
         out_features: u64,
         bias: bool,
-        kernel_init: Option<InitSpec>,
-        bias_init: Option<InitSpec>,
+        kernel_init: Option<Init>,
+        bias_init: Option<Init>,
         activation: Option<Activation>,
     },
     Conv {
@@ -153,8 +153,8 @@ pub enum LayerKind {
         kernel_size: Vec<u64>,
         groups: u64,
         bias: bool,
-        kernel_init: Option<InitSpec>,
-        bias_init: Option<InitSpec>,
+        kernel_init: Option<Init>,
+        bias_init: Option<Init>,
         activation: Option<Activation>,
     },
     Embedding {
@@ -162,7 +162,7 @@ pub enum LayerKind {
         embedding_dim: u64,
         /// Already normalised to a row index (PyTorch's negative indices count from the end).
         padding_idx: Option<u64>,
-        init: Option<InitSpec>,
+        init: Option<Init>,
     },
     Norm {
         kind: NormKind,
@@ -174,8 +174,8 @@ pub enum LayerKind {
         bias: bool,
         /// Batch norm running statistics.
         track_running_stats: bool,
-        weight_init: Option<InitSpec>,
-        bias_init: Option<InitSpec>,
+        weight_init: Option<Init>,
+        bias_init: Option<Init>,
     },
     /// A standalone parameter-free entry (`{"type": "relu"}`), which takes a position in
     /// PyTorch's `nn.Sequential` numbering.
@@ -245,7 +245,7 @@ impl Layer {
         if let Some(d) = self.dtype {
             m.insert("dtype".into(), json!(d.as_str()));
         }
-        let init = |m: &mut Map<String, Value>, key: &str, i: &Option<InitSpec>| {
+        let init = |m: &mut Map<String, Value>, key: &str, i: &Option<Init>| {
             if let Some(i) = i {
                 m.insert(key.into(), i.to_json());
             }
@@ -360,7 +360,7 @@ pub fn parse_layers(items: &[Value], path: &str) -> Result<Vec<Layer>> {
     Ok(out)
 }
 
-pub(super) fn opt_init(o: &Obj<'_>, keys: &[&'static str]) -> Result<Option<InitSpec>> {
+pub(super) fn opt_init(o: &Obj<'_>, keys: &[&'static str]) -> Result<Option<Init>> {
     match o.get_any(keys)? {
         None => Ok(None),
         Some((v, p)) => Ok(Some(catalogue::parse(v, &p)?)),

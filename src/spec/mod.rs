@@ -9,7 +9,7 @@ mod layers;
 use serde_json::{Map, Value, json};
 
 use crate::error::{ErrorCode, Result, SpecError};
-use crate::init::catalogue::{self, InitSpec};
+use crate::init::{Init, catalogue};
 pub use arch_layers::{Attention, Cell, Recurrent};
 use fields::{Obj, index, join, wrong_type};
 pub use layers::{Activation, Layer, LayerKind, NormKind};
@@ -117,7 +117,7 @@ impl DType {
 pub struct RawTensor {
     pub name: String,
     pub shape: Vec<u64>,
-    pub init: InitSpec,
+    pub init: Init,
     pub dtype: Option<DType>,
     pub fan_in: Option<u64>,
     pub fan_out: Option<u64>,
@@ -692,12 +692,13 @@ fn parse_raw_tensor(v: &Value, path: &str) -> Result<RawTensor> {
 
 /// An `int64` raw tensor holds integers: only constant initializers with an integral value
 /// that f32 (the canonical precision) represents exactly, |v| ≤ 2^24.
-fn check_integer_init(init: &InitSpec, path: &str) -> Result<()> {
-    let value = match init.def.name {
-        "zeros" => 0.0,
-        "ones" => 1.0,
-        "constant" => init.f("value"),
-        other => {
+fn check_integer_init(init: &Init, path: &str) -> Result<()> {
+    let value = match *init {
+        Init::Zeros => 0.0,
+        Init::Ones => 1.0,
+        Init::Constant { value } => value,
+        ref other => {
+            let other = other.name();
             return Err(SpecError::new(
                 ErrorCode::InitializerMismatch,
                 path,
