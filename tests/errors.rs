@@ -320,3 +320,104 @@ proptest! {
         }
     }
 }
+
+fn try_plan(req: &Value) -> Result<paraminit::plan::Plan, paraminit::error::SpecError> {
+    spec::parse(req).and_then(|r| plan::build(r, &Limits::UNLIMITED))
+}
+
+fn raw(fw: &str, tensor: Value) -> Value {
+    json!({"seed": 3, "framework": fw, "tensors": [tensor]})
+}
+
+/// Issue 11: where the fan rule refuses the shape (PyTorch and JAX need 2 dimensions), a raw
+/// tensor needs only the fans its initializer reads; a missing one is named in the error.
+#[test]
+fn raw_tensor_needs_only_the_fans_its_initializer_reads() {
+    use ErrorCode::InitializerMismatch;
+    let ok = |fw: &str, t: Value| {
+        try_plan(&raw(fw, t.clone())).unwrap_or_else(|e| panic!("{fw} {t}: {e}"))
+    };
+    let refused = |fw: &str, t: Value, missing: &str| {
+        let e = try_plan(&raw(fw, t.clone())).expect_err(&t.to_string());
+        assert_eq!(e.code, InitializerMismatch, "{t}");
+        assert_eq!(e.path.as_deref(), Some("tensors[0].init"), "{t}");
+        assert!(
+            e.message.contains(&format!("give {missing} explicitly")),
+            "{t}: {}",
+            e.message
+        );
+    };
+    let he = json!({"name": "w", "shape": [1000], "init": "he_normal", "fan_in": 10});
+    for fw in ["pytorch", "flax"] {
+        let p = ok(fw, he.clone());
+        let info = p.tensors[0].resolved.info.to_json();
+        assert_eq!(info["fan_in"], json!(10.0));
+        // The unused fan nobody gave is not reported, nor invented in the canonical request.
+        assert!(info.get("fan_out").is_none(), "{info}");
+        let std = (2.0f64 / 10.0).sqrt() / paraminit::init::TRUNC_STD_CORRECTION;
+        assert_eq!(info["std"], json!(std));
+        let echoed: Value = serde_json::from_str(&p.canonical).unwrap();
+        assert_eq!(echoed["tensors"][0]["fan_in"], json!(10));
+        assert!(echoed["tensors"][0].get("fan_out").is_none());
+        // An unused fan, when given, changes no value.
+        let mut both = he.clone();
+        both["fan_out"] = json!(999);
+        let pb = support::plan(&raw(fw, both));
+        let pa = std::sync::Arc::new(p);
+        assert_eq!(support::values(&pa, "w"), support::values(&pb, "w"));
+    }
+    refused(
+        "pytorch",
+        json!({"name": "w", "shape": [1000], "init": "he_normal"}),
+        "`fan_in`",
+    );
+    refused(
+        "pytorch",
+        json!({"name": "w", "shape": [1000], "init": "he_normal", "fan_out": 10}),
+        "`fan_in`",
+    );
+    // PyTorch kaiming reads the fan of its mode.
+    let kaiming_out = json!({"name": "kaiming_normal", "mode": "fan_out"});
+    ok(
+        "pytorch",
+        json!({"name": "w", "shape": [64], "init": kaiming_out, "fan_out": 8}),
+    );
+    refused(
+        "pytorch",
+        json!({"name": "w", "shape": [64], "init": kaiming_out, "fan_in": 8}),
+        "`fan_out`",
+    );
+    ok(
+        "pytorch",
+        json!({"name": "w", "shape": [64], "init": "kaiming_uniform", "fan_in": 8}),
+    );
+    // Xavier/Glorot and fan_avg read both.
+    refused(
+        "pytorch",
+        json!({"name": "w", "shape": [64], "init": "xavier_uniform", "fan_in": 8}),
+        "`fan_out`",
+    );
+    refused(
+        "flax",
+        json!({"name": "w", "shape": [64], "init": "glorot_uniform"}),
+        "`fan_in` and `fan_out`",
+    );
+    refused(
+        "flax",
+        json!({"name": "w", "shape": [64], "init": {"name": "variance_scaling", "mode": "fan_avg"}, "fan_out": 8}),
+        "`fan_in`",
+    );
+    ok(
+        "flax",
+        json!({"name": "w", "shape": [64], "init": {"name": "variance_scaling", "mode": "fan_out"}, "fan_out": 8}),
+    );
+    ok(
+        "pytorch",
+        json!({"name": "w", "shape": [64], "init": "xavier_normal", "fan_in": 8, "fan_out": 4}),
+    );
+    // `auto` (LeCun / kaiming linear) reads fan_in only.
+    ok(
+        "pytorch",
+        json!({"name": "w", "shape": [64], "init": "auto", "fan_in": 8}),
+    );
+}

@@ -245,24 +245,43 @@ fn wrong_rank(ctx: &TensorCtx<'_>, init: &str, what: &str) -> SpecError {
 }
 
 impl TensorCtx<'_> {
-    /// (fan_in, fan_out) for `init`: explicit fans override the framework's fan rule.
+    /// (fan_in, fan_out) for `init`: explicit fans override the framework's fan rule. Where
+    /// the rule refuses the shape (PyTorch and JAX need 2 dimensions), only the fans the
+    /// initializer reads (`Init::fans_used`) must be given; one it does not read and nobody
+    /// gave is `None` (and is not reported).
     fn fans(&self, init: &Init) -> Result<(Option<f64>, Option<f64>)> {
         let rule_fans = FanRule::of(self.framework).fans(self.shape);
+        let given = |f: Option<u64>| f.map(|x| x as f64);
         match (self.fan_in, self.fan_out, rule_fans) {
             (Some(i), Some(o), _) => Ok((Some(i as f64), Some(o as f64))),
-            (i, o, Some((ri, ro))) => Ok((
-                Some(i.map(|x| x as f64).unwrap_or(ri)),
-                Some(o.map(|x| x as f64).unwrap_or(ro)),
-            )),
-            (_, _, None) => Err(mismatch(
-                self.path,
-                format!(
-                    "`{}` needs fan_in and fan_out, and the {} fan rule needs at least 2 dimensions (shape {}); give `fan_in` and `fan_out` explicitly or choose an initializer without fans",
-                    init.name(),
-                    self.framework.as_str(),
-                    shape_str(self.shape)
-                ),
-            )),
+            (i, o, Some((ri, ro))) => {
+                Ok((Some(given(i).unwrap_or(ri)), Some(given(o).unwrap_or(ro))))
+            }
+            (i, o, None) => {
+                let used = init.fans_used();
+                let need_in = matches!(used, FansUsed::In | FansUsed::Both);
+                let need_out = matches!(used, FansUsed::Out | FansUsed::Both);
+                let missing = match (need_in && i.is_none(), need_out && o.is_none()) {
+                    (false, false) => return Ok((given(i), given(o))),
+                    (true, false) => "`fan_in`",
+                    (false, true) => "`fan_out`",
+                    (true, true) => "`fan_in` and `fan_out`",
+                };
+                let reads = match used {
+                    FansUsed::In => "fan_in",
+                    FansUsed::Out => "fan_out",
+                    FansUsed::Both | FansUsed::None => "fan_in and fan_out",
+                };
+                Err(mismatch(
+                    self.path,
+                    format!(
+                        "`{}` reads {reads}, and the {} fan rule needs at least 2 dimensions (shape {}); give {missing} explicitly or choose an initializer without fans",
+                        init.name(),
+                        self.framework.as_str(),
+                        shape_str(self.shape)
+                    ),
+                ))
+            }
         }
     }
 }
