@@ -23,6 +23,12 @@ pub const SQRT_2_F32: f32 = f32::from_bits(0x3fb5_04f3);
 pub const TRUNC_U_MIN: f32 = f32::from_bits(0x0080_0000);
 /// Upper clamp of u: 1 - 2^-24 = 0x3f7fffff (largest f32 below 1).
 pub const TRUNC_U_MAX: f32 = f32::from_bits(0x3f7f_ffff);
+/// 2^-49 = 0x27000000: the smallest u at which the truncated-normal quantile is still an
+/// inverse CDF. Giles' erfinv tail polynomial is fitted for u ≥ 2^-25 (|z| ≤ 5.4); below, it
+/// extrapolates, with z(u) still decreasing down to u ≈ 2^-49.6 (z ≈ −7.50, 0.46 from the exact
+/// −7.96), and turning back beyond (z(2^-80) > 0). A window whose lowest draw lies below this
+/// is refused (`TruncParams::representable`); `tests::quantile_folds_below_trunc_u_fold`.
+pub const TRUNC_U_FOLD: f32 = f32::from_bits(0x2700_0000);
 
 /// Words (= elements) per internal chunk. A multiple of the 32-word transform block.
 const CHUNK: usize = 2048;
@@ -73,6 +79,32 @@ impl TruncParams {
             a: a as f32,
             b: b as f32,
         }
+    }
+}
+
+impl TruncParams {
+    /// The sampler's `u` (after its clamps) for the smallest and the largest word: `v` runs
+    /// from 2^-24 (j = 0) to (2^24 − 1)·2^-24 (j = 2^23 − 1), and `u = lo32 + width32 · v`
+    /// is monotone in `v`, so every word's `u` lies between these two.
+    pub fn u_range(&self) -> (f32, f32) {
+        let clamp = |u: f32| u.clamp(TRUNC_U_MIN, TRUNC_U_MAX);
+        let v_min = TWO_POW_M24;
+        let v_max = ((1u32 << 24) - 1) as f32 * TWO_POW_M24;
+        (
+            clamp(self.lo + self.width * v_min),
+            clamp(self.lo + self.width * v_max),
+        )
+    }
+
+    /// Whether the inverse-CDF sampler represents this window: the lowest draw's `u`
+    /// (`lo32 + width32 · 2^-24`, before the clamps) is at least `TRUNC_U_FOLD` (below it the
+    /// quantile is no longer monotone, and the draws come out near the mean or on the bound:
+    /// exactly `a` for a window 50σ into the tail), and not every draw gives the same `u` (the
+    /// window is wider than one f32 step of the CDF where it lies).
+    pub fn representable(&self) -> bool {
+        let lowest = self.lo + self.width * TWO_POW_M24;
+        let (u0, u1) = self.u_range();
+        lowest >= TRUNC_U_FOLD && u0 != u1
     }
 }
 
@@ -343,6 +375,53 @@ fn normal_block(w: &[u32; 2 * PAIRS], v: &mut [f32; 2 * PAIRS], mean: f32, std: 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The quantile the truncated sampler computes for a given `u`: a window of width 0 at
+    /// `lo = u` gives that `u` for every word, and infinite bounds clamp nothing.
+    fn quantile(u: f32) -> f32 {
+        let p = TruncParams {
+            lo: u,
+            width: 0.0,
+            mirror: false,
+            mean: 0.0,
+            std: 1.0,
+            a: f32::NEG_INFINITY,
+            b: f32::INFINITY,
+        };
+        trunc_normal_value(0, &p)
+    }
+
+    #[test]
+    fn quantile_folds_below_trunc_u_fold() {
+        // Non-decreasing from TRUNC_U_FOLD to 1/2, on 64 points per binade.
+        let mut u = TRUNC_U_FOLD;
+        let mut prev = quantile(u);
+        while u < 0.5 {
+            u *= 1.0 + 1.0 / 64.0;
+            let z = quantile(u);
+            assert!(z >= prev, "quantile decreases at u = {u:e}: {prev} → {z}");
+            prev = z;
+        }
+        // Below it the polynomial turns back: the far tail comes out nearer the mean, and far
+        // enough on the other side of it.
+        assert!(quantile(TRUNC_U_FOLD / 8.0) > quantile(TRUNC_U_FOLD));
+        assert!(quantile(f32::from_bits(0x1780_0000)) > 0.0); // 2^-80
+        assert!((quantile(TRUNC_U_FOLD) + 7.49).abs() < 0.02);
+    }
+
+    #[test]
+    fn representable_windows() {
+        let ok = |a: f64, b: f64| TruncParams::new(0.0, 1.0, a, b).representable();
+        assert!(ok(-2.0, 2.0));
+        assert!(ok(-200.0, 200.0));
+        assert!(ok(0.0, 1e300));
+        assert!(ok(5.0, 1e3));
+        assert!(ok(-1e3, -5.0));
+        assert!(!ok(6.0, 1e3));
+        assert!(!ok(50.0, 60.0));
+        assert!(!ok(-60.0, -50.0));
+        assert!(!ok(0.0, 1e-10));
+    }
 
     #[test]
     fn normal_matches_scalar_pairs_for_odd_ranges() {

@@ -421,3 +421,45 @@ fn raw_tensor_needs_only_the_fans_its_initializer_reads() {
         json!({"name": "w", "shape": [64], "init": "auto", "fan_in": 8}),
     );
 }
+
+/// Issue 11: a truncated normal the float32 inverse-CDF sampler cannot represent (the lowest
+/// draws' `u` below TRUNC_U_MIN, or one `u` for every draw) is refused; the rest is sampled.
+#[test]
+fn truncated_normal_far_in_the_tail_is_refused_or_right() {
+    let tn = |init: Value| {
+        raw(
+            "pytorch",
+            json!({"name": "w", "shape": [4000], "init": init}),
+        )
+    };
+    let refused = |init: Value| {
+        let e = try_plan(&tn(init.clone())).expect_err(&init.to_string());
+        assert_eq!(e.code, ErrorCode::InvalidValue, "{init}");
+        assert_eq!(e.path.as_deref(), Some("tensors[0].init"), "{init}");
+        assert!(e.message.contains("cannot be sampled"), "{}", e.message);
+    };
+    // The issue's case: every value was exactly 50.
+    refused(json!({"name": "truncated_normal", "a": 50, "b": 60}));
+    refused(json!({"name": "truncated_normal", "a": -60, "b": -50}));
+    refused(json!({"name": "truncated_normal", "mean": 1, "std": 0.5, "a": 7.5, "b": 1000}));
+    refused(json!({"name": "jax_truncated_normal", "stddev": 1, "lower": 20, "upper": 30}));
+    // Narrower than one f32 step of the CDF where it lies: one value for every draw.
+    refused(json!({"name": "truncated_normal", "a": 0, "b": 1e-10}));
+    // Accepted windows come out right: at 4σ the lowest draw's u (2^-38.9) is above the fold.
+    let p = support::plan(&tn(json!({"name": "truncated_normal", "a": 4, "b": 1000})));
+    let v = support::values(&p, "w");
+    assert!(v.iter().all(|&x| x >= 4.0), "below a");
+    let mean = v.iter().map(|&x| x as f64).sum::<f64>() / v.len() as f64;
+    // E[X | X > 4] = φ(4) / (1 − Φ(4)) ≈ 4.2256, sd ≈ 0.21 (standard error ≈ 0.0033).
+    assert!((mean - 4.2256).abs() < 0.02, "mean {mean}");
+    // At 6σ the lowest draws' u (2^-54) is below it: refused.
+    refused(json!({"name": "truncated_normal", "a": 6, "b": 1000}));
+    // The ordinary windows stay accepted.
+    for init in [
+        json!("truncated_normal"),
+        json!({"name": "truncated_normal", "std": 0.02, "a": -2, "b": 2}),
+        json!({"name": "jax_truncated_normal", "stddev": 1, "lower": -1, "upper": 5}),
+    ] {
+        try_plan(&tn(init.clone())).unwrap_or_else(|e| panic!("{init}: {e}"));
+    }
+}

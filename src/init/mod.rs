@@ -318,13 +318,25 @@ fn truncated(spec: &Init, mean: f64, std: f64, a: f64, b: f64, path: &str) -> Re
     ] {
         f32_of(x, w, path)?;
     }
+    let params = TruncParams::new(mean, std, a, b);
+    if !params.representable() {
+        return Err(SpecError::new(
+            ErrorCode::InvalidValue,
+            path,
+            format!(
+                "truncated normal on [{a}, {b}] with mean {mean} and std {std} (bounds at {}σ and {}σ) cannot be sampled: the float32 inverse-CDF sampler would give one value for all or the lowest of its draws (the window is too far in the tail, or too narrow where it lies); move the bounds closer to the mean or widen them",
+                (a - mean) / std,
+                (b - mean) / std,
+            ),
+        ));
+    }
     let mut info = InitInfo::new(spec, "truncated_normal");
     info.mean = Some(mean);
     info.std = Some(std);
     info.low = Some(a);
     info.high = Some(b);
     Ok(Resolved {
-        source: ValueSource::Random(Kernel::TruncNormal(TruncParams::new(mean, std, a, b))),
+        source: ValueSource::Random(Kernel::TruncNormal(params)),
         info,
     })
 }
