@@ -283,3 +283,31 @@ fn structured_initializers_are_exact() {
         );
     }
 }
+
+/// A standalone `identity` (or `none`) activation's canonical form reposts: it is written
+/// `identity`, not `linear` (which, as a layer type, is a dense layer). The reposted canonical
+/// request gives the same canonical bytes and ETags.
+#[test]
+fn standalone_identity_activation_reposts() {
+    use paraminit::plan::Format;
+    for spelling in ["identity", "none"] {
+        for fw in ["pytorch", "keras", "flax"] {
+            let req = json!({"seed": 2, "framework": fw, "layers": [
+                {"type": "dense", "in_features": 4, "out_features": 3},
+                {"type": spelling},
+                {"type": "dense", "out_features": 2, "kernel_initializer": "auto"}]});
+            let first = support::plan(&req);
+            let canonical: Value = serde_json::from_str(&first.canonical).unwrap();
+            assert_eq!(canonical["layers"][1], json!({"type": "identity"}));
+            let second = support::plan(&canonical);
+            assert_eq!(first.canonical, second.canonical, "{fw} {spelling}");
+            for f in [Format::Json, Format::Safetensors] {
+                assert_eq!(first.etag(f), second.etag(f));
+            }
+            assert_eq!(
+                support::safetensors_bytes(&first),
+                support::safetensors_bytes(&second)
+            );
+        }
+    }
+}

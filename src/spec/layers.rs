@@ -238,7 +238,13 @@ impl Layer {
 
     pub fn to_json(&self) -> Value {
         let mut m = Map::new();
-        m.insert("type".into(), json!(self.type_name()));
+        // A standalone linear activation is written `identity`: as a layer type, `linear` is
+        // PyTorch's nn.Linear (a dense layer), so the canonical request must not say it.
+        let ty = match self.kind {
+            LayerKind::Activation(Activation::Linear) => "identity",
+            _ => self.type_name(),
+        };
+        m.insert("type".into(), json!(ty));
         if let Some(n) = &self.name {
             m.insert("name".into(), json!(n));
         }
