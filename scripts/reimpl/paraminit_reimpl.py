@@ -933,11 +933,10 @@ def parse_request(req: dict) -> dict:
         elif t in ACTIVATIONS:
             a = parse_activation({"name": t, **lay}) if t == "leaky_relu" else parse_activation(t)
             lay = {}
-            out.update(type=a[0], act=a)
+            # A standalone linear activation is written `identity` ("linear" is a dense layer).
+            out.update(type="identity" if a[0] == "linear" else a[0], act=a)
             if a[0] == "leaky_relu":
                 out["negative_slope"] = F64(a[1])
-            if a[0] == "linear":
-                raise Unsupported("standalone linear activation (known canonical defect)")
         else:
             raise Unsupported(f"layer type {t}")
         for key, aliases in INIT_KEYS.get(out["type"], []):
