@@ -3,7 +3,9 @@
 //! safetensors header bytes and totals. It currently holds several jobs (issue 14 splits them):
 //! per-framework layer naming, the framework layer defaults, the tensors of dense, conv,
 //! embedding and norm layers (`arch`: recurrent and attention), `only` and `shard`, offsets and
-//! limits, the safetensors header, the ETag and `Format`. All size arithmetic here is checked.
+//! limits, the safetensors header, the ETag and `Format`. Every layer tensor goes through one
+//! `LayerCtx::push` (`add` names it by its `Role`, `arch`'s `put` by its tail). All size
+//! arithmetic here is checked.
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -439,9 +441,84 @@ struct LayerCtx<'a> {
     drafts: &'a mut Collector,
 }
 
+/// One tensor of a layer, however the layer names it: what `LayerCtx::push` (the one way a
+/// layer adds a tensor) needs.
+struct LayerTensor<'a> {
+    name: String,
+    /// Role in the stream identity `layer/<id>/<role>`.
+    role: String,
+    /// The PyTorch-layout shape; `perm` maps output axes to logical axes when the framework
+    /// stores the tensor transposed.
+    logical: Vec<u64>,
+    perm: Option<Vec<usize>>,
+    requested: Option<&'a Init>,
+    requested_path: String,
+    default: (Init, String),
+    /// Fans that replace the rule's; `fans_for_requested` says whether they hold for a
+    /// requested initializer too (fans fixed by the layer: Keras EinsumDense axes, Flax
+    /// DenseGeneral flattening) or only for the default (the Flax embedding's fan_in).
+    fans: (Option<u64>, Option<u64>),
+    fans_for_requested: bool,
+    /// `auto` on a bias or statistic: zeros, with this reason (`None`: a weight, where `auto`
+    /// chooses by the activation).
+    auto_neutral: Option<&'static str>,
+    dtype: DType,
+}
+
 impl LayerCtx<'_> {
-    /// Adds one tensor of the layer. `logical` is the PyTorch-layout shape; `perm` maps output
-    /// axes to logical axes when the framework stores the tensor transposed.
+    /// Resolves and collects one tensor of the layer.
+    fn push(&mut self, t: LayerTensor<'_>) -> Result<()> {
+        let shape: Vec<u64> = match &t.perm {
+            Some(p) => p.iter().map(|&a| t.logical[a]).collect(),
+            None => t.logical.clone(),
+        };
+        let (spec, reason, path) = match (t.requested, t.auto_neutral) {
+            (Some(Init::Auto), Some(why)) => (Init::Zeros, Some(why.to_string()), t.requested_path),
+            (Some(s), _) => (s.clone(), None, t.requested_path),
+            (None, _) => (t.default.0, Some(t.default.1), self.path.clone()),
+        };
+        let (fan_in, fan_out) = if t.requested.is_none() || t.fans_for_requested {
+            t.fans
+        } else {
+            (None, None)
+        };
+        let ctx = TensorCtx {
+            framework: self.fw,
+            shape: &shape,
+            logical_shape: &t.logical,
+            fan_in,
+            fan_out,
+            activation: self.activation,
+            path: &path,
+        };
+        let mut resolved = init::resolve(&spec, &ctx)?;
+        if let Some(r) = reason {
+            resolved.info.reason = Some(match resolved.info.reason.take() {
+                Some(x) => format!("{r}; {x}"),
+                None => r,
+            });
+        }
+        self.drafts.push(Draft {
+            name: t.name,
+            name_path: self.path.clone(),
+            dtype: t.dtype,
+            shape,
+            logical_shape: t.logical,
+            layout: match t.perm {
+                Some(perm) => Layout::Permuted { perm },
+                None => Layout::Identity,
+            },
+            identity: format!("layer/{}/{}", self.layer_id, t.role),
+            resolved,
+            zero_row: None,
+            fills: Vec::new(),
+            origin: self.path.clone(),
+            slice: None,
+        })?;
+        Ok(())
+    }
+
+    /// Adds one tensor of a dense, conv, embedding or norm layer, named by its `Role`.
     #[allow(clippy::too_many_arguments)]
     fn add(
         &mut self,
@@ -454,58 +531,20 @@ impl LayerCtx<'_> {
         fan_in_override: Option<u64>,
         dtype: DType,
     ) -> Result<()> {
-        let shape: Vec<u64> = match &perm {
-            Some(p) => p.iter().map(|&a| logical[a]).collect(),
-            None => logical.clone(),
-        };
-        let (spec, reason, path) = match requested {
-            Some(s) if *s == Init::Auto && role.neutral != "weight" => (
-                Init::Zeros,
-                Some("auto: biases and statistics start at their neutral value".to_string()),
-                requested_path.to_string(),
-            ),
-            Some(s) => (s.clone(), None, requested_path.to_string()),
-            None => (default.0, Some(default.1), self.path.clone()),
-        };
-        let ctx = TensorCtx {
-            framework: self.fw,
-            shape: &shape,
-            logical_shape: &logical,
-            fan_in: if requested.is_none() {
-                fan_in_override
-            } else {
-                None
-            },
-            fan_out: None,
-            activation: self.activation,
-            path: &path,
-        };
-        let mut resolved = init::resolve(&spec, &ctx)?;
-        if let Some(r) = reason {
-            resolved.info.reason = Some(match resolved.info.reason.take() {
-                Some(x) if resolved.info.requested == "auto" => format!("{x}; {r}"),
-                Some(x) => format!("{r}; {x}"),
-                None => r,
-            });
-        }
-        self.drafts.push(Draft {
+        self.push(LayerTensor {
             name: tensor_name(self.fw, &self.prefix, role),
-            name_path: self.path.clone(),
+            role: role.neutral.to_string(),
+            logical,
+            perm,
+            requested,
+            requested_path: requested_path.to_string(),
+            default,
+            fans: (fan_in_override, None),
+            fans_for_requested: false,
+            auto_neutral: (role.neutral != "weight")
+                .then_some("auto: biases and statistics start at their neutral value"),
             dtype,
-            shape,
-            logical_shape: logical,
-            layout: match perm {
-                Some(perm) => Layout::Permuted { perm },
-                None => Layout::Identity,
-            },
-            identity: format!("layer/{}/{}", self.layer_id, role.neutral),
-            resolved,
-            zero_row: None,
-            fills: Vec::new(),
-            origin: self.path.clone(),
-            slice: None,
-        })?;
-        Ok(())
+        })
     }
 }
 

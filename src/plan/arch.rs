@@ -2,7 +2,7 @@
 //! names, shapes, layouts, default initializers and stream identities. See
 //! docs/determinism.md, "Recurrent layers" and "Multi-head attention".
 
-use super::{Draft, LayerCtx, Layout, weight_default};
+use super::{LayerCtx, LayerTensor, weight_default};
 use crate::error::{ErrorCode, Result, SpecError};
 use crate::init::{self, Dist, Init, TensorCtx, ValueSource, WholeTensor};
 use crate::spec::fields::join;
@@ -41,60 +41,28 @@ struct Spec<'a> {
 }
 
 impl LayerCtx<'_> {
+    /// Adds one tensor of a recurrent or attention layer, named by its tail.
     fn put(&mut self, s: Spec<'_>) -> Result<()> {
-        let shape: Vec<u64> = match &s.perm {
-            Some(p) => p.iter().map(|&a| s.logical[a]).collect(),
-            None => s.logical.clone(),
-        };
-        let requested_path = join(&self.path, s.requested_key);
-        let (spec, reason, path) = match s.requested {
-            Some(r) if *r == Init::Auto && s.is_bias => (
-                Init::Zeros,
-                Some("auto: biases start at zero".to_string()),
-                requested_path,
-            ),
-            Some(r) => (r.clone(), None, requested_path),
-            None => (s.default.0, Some(s.default.1), self.path.clone()),
-        };
-        let ctx = TensorCtx {
-            framework: self.fw,
-            shape: &shape,
-            logical_shape: &s.logical,
-            fan_in: s.fans.map(|f| f.0),
-            fan_out: s.fans.map(|f| f.1),
-            activation: self.activation,
-            path: &path,
-        };
-        let mut resolved = init::resolve(&spec, &ctx)?;
-        if let Some(r) = reason {
-            resolved.info.reason = Some(match resolved.info.reason.take() {
-                Some(x) => format!("{r}; {x}"),
-                None => r,
-            });
-        }
         let name = match self.fw {
             Framework::PyTorch => format!("{}.{}", self.prefix, s.tail),
             Framework::Keras => format!("{}/{}", self.prefix, s.tail),
             Framework::Flax => format!("params/{}/{}", self.prefix, s.tail),
         };
-        self.drafts.push(Draft {
+        let requested_path = join(&self.path, s.requested_key);
+        let dtype = self.dtype;
+        self.push(LayerTensor {
             name,
-            name_path: self.path.clone(),
-            dtype: self.dtype,
-            shape,
-            logical_shape: s.logical,
-            layout: match s.perm {
-                Some(perm) => Layout::Permuted { perm },
-                None => Layout::Identity,
-            },
-            identity: format!("layer/{}/{}", self.layer_id, s.role),
-            resolved,
-            zero_row: None,
-            fills: Vec::new(),
-            origin: self.path.clone(),
-            slice: None,
-        })?;
-        Ok(())
+            role: s.role,
+            logical: s.logical,
+            perm: s.perm,
+            requested: s.requested,
+            requested_path,
+            default: s.default,
+            fans: (s.fans.map(|f| f.0), s.fans.map(|f| f.1)),
+            fans_for_requested: true,
+            auto_neutral: s.is_bias.then_some("auto: biases start at zero"),
+            dtype,
+        })
     }
 
     fn unsupported(&self, field: &str, msg: String) -> SpecError {
