@@ -5,7 +5,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use crate::init::{ValueSource, WholeTensor};
+use crate::init::{Element, ValueSource, WholeTensor};
 use crate::plan::{Layout, Plan, TensorPlan};
 use crate::rng::WordReader;
 use crate::sample;
@@ -215,13 +215,12 @@ impl Generator {
                 end: r1,
                 value,
             } => {
-                match base.as_ref() {
-                    ValueSource::Random(kernel) => {
+                match base {
+                    Element::Random(kernel) => {
                         let reader = scratch.reader(self.plan.seed(), tp.stream);
                         sample::fill(reader, kernel, start, out);
                     }
-                    ValueSource::Constant(v) => out.fill(*v),
-                    _ => unreachable!("the plan only wraps constants and random kernels"),
+                    Element::Constant(v) => out.fill(*v),
                 }
                 let (a, b) = ((*r0).max(start), (*r1).min(start + out.len() as u64));
                 if a < b {
@@ -237,12 +236,11 @@ impl Generator {
                     }
                     let dst = &mut out[(a - start) as usize..(b - start) as usize];
                     match src {
-                        ValueSource::Random(kernel) => {
+                        Element::Random(kernel) => {
                             let reader = scratch.reader(self.plan.seed(), tp.stream);
                             sample::fill(reader, kernel, a, dst);
                         }
-                        ValueSource::Constant(v) => dst.fill(*v),
-                        _ => unreachable!("the plan only splits into constants and random kernels"),
+                        Element::Constant(v) => dst.fill(*v),
                     }
                 }
             }

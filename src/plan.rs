@@ -1166,9 +1166,19 @@ fn apply_recipe(req: &Request, drafts: &mut [Draft]) -> Result<()> {
         {
             let rows = d.logical_shape[0] / 3;
             let end = rows.saturating_mul(d.logical_shape.get(1).copied().unwrap_or(1));
-            let base = d.resolved.source.clone();
+            let base = init::Element::of(&d.resolved.source).ok_or_else(|| {
+                SpecError::new(
+                    ErrorCode::InitializerMismatch,
+                    "recipe.query_zero_init",
+                    format!(
+                        "query_zero_init zeroes rows of `{}`, which uses {}: rows of a whole-tensor or structured initializer cannot be replaced; give it a constant or a random distribution",
+                        d.name,
+                        d.resolved.info.spec.name()
+                    ),
+                )
+            })?;
             d.resolved.source = ValueSource::WithConstantRange {
-                base: Box::new(base),
+                base,
                 start: 0,
                 end,
                 value: 0.0,
@@ -1217,8 +1227,13 @@ fn max_abs(src: &ValueSource) -> f64 {
         ValueSource::Whole(WholeTensor::Orthogonal { gain, .. }) => gain.abs(),
         ValueSource::Whole(WholeTensor::DeltaOrthogonal { scale }) => scale.abs(),
         ValueSource::Whole(WholeTensor::Sparse { std, .. }) => 5.8 * (*std as f64).abs(),
-        ValueSource::WithConstantRange { base, value, .. } => max_abs(base).max(value.abs() as f64),
-        ValueSource::Pieces(parts) => parts.iter().map(|p| max_abs(&p.2)).fold(0.0, f64::max),
+        ValueSource::WithConstantRange { base, value, .. } => {
+            max_abs(&(*base).into()).max(value.abs() as f64)
+        }
+        ValueSource::Pieces(parts) => parts
+            .iter()
+            .map(|p| max_abs(&p.2.into()))
+            .fold(0.0, f64::max),
     }
 }
 

@@ -27,7 +27,7 @@
 use serde_json::{Map, Value, json};
 
 use crate::error::{ErrorCode, Result, SpecError};
-use crate::init::{self, Init, Resolved, TensorCtx, ValueSource, WholeTensor};
+use crate::init::{self, Element, Init, Resolved, TensorCtx, ValueSource, WholeTensor};
 use crate::sample::{Kernel, TruncParams};
 use crate::spec::fields::{Obj, join, wrong_type};
 use crate::spec::{Framework, LayerKind, Request};
@@ -834,7 +834,7 @@ pub fn scale_resolved(r: &Resolved, f: f64) -> Option<Resolved> {
                 end,
                 value,
             } => ValueSource::WithConstantRange {
-                base: Box::new(src(base, f)?),
+                base: Element::of(&src(&(*base).into(), f)?)?,
                 start: *start,
                 end: *end,
                 value: m(*value),

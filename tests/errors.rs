@@ -463,3 +463,23 @@ fn truncated_normal_far_in_the_tail_is_refused_or_right() {
         try_plan(&tn(init.clone())).unwrap_or_else(|e| panic!("{init}: {e}"));
     }
 }
+
+/// μP's query_zero_init on a packed in_proj_weight whose initializer is whole-tensor
+/// (orthogonal) used to plan and then panic in the generator (`unreachable!`); the ranges of
+/// `WithConstantRange`/`Pieces` are typed element-wise sources now, so it is a 422.
+#[test]
+fn query_zero_init_on_a_whole_tensor_initializer_is_refused() {
+    let req = json!({"seed": 1, "layers": [{"type": "multihead_attention", "embed_dim": 8,
+        "num_heads": 2, "kernel_initializer": "orthogonal"}],
+        "recipe": {"name": "mup", "base_width": 4}});
+    let e = try_plan(&req).expect_err("planned");
+    assert_eq!(e.code, ErrorCode::InitializerMismatch);
+    assert_eq!(e.path.as_deref(), Some("recipe.query_zero_init"));
+    // With a random initializer it still plans, and the query rows are zero.
+    let mut ok = req.clone();
+    ok["layers"][0]["kernel_initializer"] = json!("xavier_uniform");
+    let p = support::plan(&ok);
+    let v = support::values(&p, "0.in_proj_weight");
+    assert!(v[..64].iter().all(|&x| x == 0.0));
+    assert!(v[64..].iter().any(|&x| x != 0.0));
+}

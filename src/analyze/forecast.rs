@@ -77,7 +77,7 @@ pub fn second_moment(src: &ValueSource, logical: &[u64]) -> f64 {
         } => {
             let n = logical.iter().product::<u64>().max(1) as f64;
             let k = end.saturating_sub(*start) as f64;
-            (second_moment(base, logical) * (n - k) + (*value as f64).powi(2) * k) / n
+            (second_moment(&(*base).into(), logical) * (n - k) + (*value as f64).powi(2) * k) / n
         }
         // Closed-form rarely needed here (HF models and recipes use the random kernels).
         ValueSource::Eye { gain } => {
@@ -99,7 +99,7 @@ pub fn second_moment(src: &ValueSource, logical: &[u64]) -> f64 {
             pieces
                 .iter()
                 .map(|(start, end, p)| {
-                    end.saturating_sub(*start) as f64 * second_moment(p, logical)
+                    end.saturating_sub(*start) as f64 * second_moment(&(*p).into(), logical)
                 })
                 .sum::<f64>()
                 / n

@@ -76,10 +76,10 @@ pub enum ValueSource {
     },
     /// Values that need the whole tensor at once (`structured`).
     Whole(WholeTensor),
-    /// `base` (a constant or a random kernel) with logical elements `[start, end)` replaced by
-    /// `value`: Keras LSTM `unit_forget_bias` (the forget-gate quarter of the bias is 1).
+    /// `base` with logical elements `[start, end)` replaced by `value`: Keras LSTM
+    /// `unit_forget_bias` (the forget-gate quarter of the bias is 1), μP's zeroed query rows.
     WithConstantRange {
-        base: Box<ValueSource>,
+        base: Element,
         start: u64,
         end: u64,
         value: f32,
@@ -88,7 +88,35 @@ pub enum ValueSource {
     /// reading the tensor's one stream at the element's own index: Keras LSTM
     /// `unit_forget_bias` with an initializer that depends on the shape, which Keras calls
     /// on `(units,)` and `(2·units,)` separately (`keras/src/layers/rnn/lstm.py`).
-    Pieces(Vec<(u64, u64, ValueSource)>),
+    Pieces(Vec<(u64, u64, Element)>),
+}
+
+/// A source computed element by element at any index: what `WithConstantRange` and `Pieces`
+/// are built from (a whole-tensor or structured source cannot be split by ranges).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Element {
+    Constant(f32),
+    Random(Kernel),
+}
+
+impl Element {
+    /// The element-wise source `src` is, or `None` for one that is not.
+    pub fn of(src: &ValueSource) -> Option<Element> {
+        match *src {
+            ValueSource::Constant(v) => Some(Element::Constant(v)),
+            ValueSource::Random(k) => Some(Element::Random(k)),
+            _ => None,
+        }
+    }
+}
+
+impl From<Element> for ValueSource {
+    fn from(e: Element) -> ValueSource {
+        match e {
+            Element::Constant(v) => ValueSource::Constant(v),
+            Element::Random(k) => ValueSource::Random(k),
+        }
+    }
 }
 
 impl ValueSource {

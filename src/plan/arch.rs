@@ -4,7 +4,7 @@
 
 use super::{LayerCtx, LayerTensor, weight_default};
 use crate::error::{ErrorCode, Result, SpecError};
-use crate::init::{self, Dist, Init, TensorCtx, ValueSource, WholeTensor};
+use crate::init::{self, Dist, Element, Init, TensorCtx, ValueSource, WholeTensor};
 use crate::spec::fields::join;
 use crate::spec::{Attention, Cell, Framework, Recurrent};
 
@@ -384,16 +384,16 @@ fn keras_recurrent(cx: &mut LayerCtx<'_>, r: &Recurrent, sub: &Sub) -> Result<()
         let bpath = join(&cx.path, "bias_initializer");
         let last = cx.drafts.last_mut().expect("just added");
         let base = std::mem::replace(&mut last.resolved.source, ValueSource::Constant(0.0));
-        match base {
-            ValueSource::Constant(_) | ValueSource::Random(_) => {}
-            _ => {
-                return Err(SpecError::new(
+        let element = |src: &ValueSource| {
+            Element::of(src).ok_or_else(|| {
+                SpecError::new(
                     ErrorCode::InitializerMismatch,
-                    bpath,
+                    &bpath,
                     "with unit_forget_bias the bias initializer must be a constant or a plain distribution",
-                ));
-            }
-        }
+                )
+            })
+        };
+        let base = element(&base)?;
         // keras/src/layers/rnn/lstm.py: concatenate([init((units,)), ones((units,)),
         // init((2·units,))]). An initializer with fans sees (units,) and (2·units,), so the
         // two parts are drawn with their own fans (same stream, element index as position).
@@ -416,9 +416,9 @@ fn keras_recurrent(cx: &mut LayerCtx<'_>, r: &Recurrent, sub: &Sub) -> Result<()
             };
             let (first, rest) = (part(h)?, part(2 * h)?);
             last.resolved.source = ValueSource::Pieces(vec![
-                (0, h, first.source),
-                (h, 2 * h, ValueSource::Constant(1.0)),
-                (2 * h, 4 * h, rest.source),
+                (0, h, element(&first.source)?),
+                (h, 2 * h, Element::Constant(1.0)),
+                (2 * h, 4 * h, element(&rest.source)?),
             ]);
             last.resolved.info.fan_in = first.info.fan_in;
             last.resolved.info.fan_out = first.info.fan_out;
@@ -435,7 +435,7 @@ fn keras_recurrent(cx: &mut LayerCtx<'_>, r: &Recurrent, sub: &Sub) -> Result<()
             )
         } else {
             last.resolved.source = ValueSource::WithConstantRange {
-                base: Box::new(base),
+                base,
                 start: h,
                 end: 2 * h,
                 value: 1.0,

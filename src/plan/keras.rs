@@ -12,7 +12,7 @@
 
 use super::{Collector, Draft, Layout};
 use crate::error::{ErrorCode, Result, SpecError};
-use crate::init::{self, Resolved, TensorCtx, ValueSource};
+use crate::init::{self, Element, Resolved, TensorCtx, ValueSource};
 use crate::keras::Weight;
 use crate::spec::{Framework, Request};
 
@@ -76,18 +76,19 @@ fn resolve_on(w: &Weight, shape: &[u64]) -> Result<Resolved> {
 fn forget_bias(w: &Weight, h: u64) -> Result<Resolved> {
     let mut first = resolve_on(w, &[h])?;
     let rest = resolve_on(w, &[h.saturating_mul(2)])?;
-    for r in [&first, &rest] {
-        if !matches!(r.source, ValueSource::Constant(_) | ValueSource::Random(_)) {
-            return Err(SpecError::new(
+    let element = |r: &Resolved| {
+        Element::of(&r.source).ok_or_else(|| {
+            SpecError::new(
                 ErrorCode::InitializerMismatch,
                 &w.init_path,
                 "with unit_forget_bias the bias initializer must be a constant or a random distribution",
-            ));
-        }
-    }
+            )
+        })
+    };
+    let (first_el, rest_el) = (element(&first)?, element(&rest)?);
     let note = if first.source == rest.source {
         first.source = ValueSource::WithConstantRange {
-            base: Box::new(first.source),
+            base: first_el,
             start: h,
             end: 2 * h,
             value: 1.0,
@@ -108,9 +109,9 @@ fn forget_bias(w: &Weight, h: u64) -> Result<Resolved> {
             rest.info.high
         );
         first.source = ValueSource::Pieces(vec![
-            (0, h, first.source),
-            (h, 2 * h, ValueSource::Constant(1.0)),
-            (2 * h, 4 * h, rest.source),
+            (0, h, first_el),
+            (h, 2 * h, Element::Constant(1.0)),
+            (2 * h, 4 * h, rest_el),
         ]);
         note
     };
