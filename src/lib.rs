@@ -26,7 +26,7 @@
 //! | `sample` | element kernels (uniform, Box–Muller normal, truncated normal) over stream words | `rng`, `math`, `simd` |
 //! | `structured` | whole-tensor initializers: blocked Householder QR (orthogonal, delta-orthogonal), sparse | `rng`, `sample`, `simd` |
 //! | `spec` | the request model: parse and validate JSON into `Request`, its canonical JSON; `spec::fields` is the JSON-path toolkit | `error`, `init::catalogue`, `hf` |
-//! | `init` | the initializer catalogue (`init::catalogue`: names, aliases, parameters, defaults), the typed initializer `init::Init` it parses into (which fans a variant reads, whole-tensor or not), fan rules, `auto`, resolution to sampler constants (`ValueSource`, `WholeTensor`) | `error`, `sample`, `spec` |
+//! | `init` | the initializer catalogue (`init::catalogue`: names, aliases, parameters, defaults), the typed initializer `init::Init` it parses into (which fans a variant reads, whole-tensor or not), fan rules, `auto`, resolution to sampler constants (`ValueSource`, `WholeTensor`, `Element`) | `error`, `sample`, `spec` |
 //! | `hf` | Hugging Face `config.json` → the tensors `save_pretrained` writes and their `_init_weights` rule | `error`, `spec::fields` |
 //! | `plan` | request → tensors in file order: naming, layer defaults, layouts, `only`/`shard`, offsets, safetensors header, ETag, `Format` (`plan::arch`: recurrent and attention layers) | `error`, `init`, `rng`, `sample`, `spec`, `hf` |
 //! | `generate` | values of any element range of any planned tensor, in its output layout | `plan`, `init`, `rng`, `sample`, `structured` |
