@@ -508,14 +508,23 @@ impl HfModel {
         }
         match &self.family {
             Family::Llama(c) => c.write(self.arch.fam, &mut m),
-            Family::Gpt2(c) => c.write(&mut m),
-            Family::Bert(c) => c.write(&mut m),
-            Family::NeoX(c) => c.write(&mut m),
-            Family::DistilBert(c) => c.write(&mut m),
-            Family::T5(c) => c.write(&mut m),
-            Family::ViT(c) => c.write(&mut m),
+            Family::Gpt2(c) => write_fields(c, &mut m),
+            Family::Bert(c) => write_fields(c, &mut m),
+            Family::NeoX(c) => write_fields(c, &mut m),
+            Family::DistilBert(c) => write_fields(c, &mut m),
+            Family::T5(c) => write_fields(c, &mut m),
+            Family::ViT(c) => write_fields(c, &mut m),
         }
         Value::Object(m)
+    }
+}
+
+/// A family config's fields into the canonical map (its field names are the config keys; the
+/// map is sorted, so the order of the fields does not matter).
+fn write_fields(config: &impl serde::Serialize, m: &mut Map<String, Value>) {
+    // A struct of numbers, booleans, strings and arrays always serializes to an object.
+    if let Ok(Value::Object(fields)) = serde_json::to_value(config) {
+        m.extend(fields);
     }
 }
 
