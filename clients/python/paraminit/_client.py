@@ -133,8 +133,9 @@ class Client:
         """``POST /v1/init`` as safetensors, written tensor by tensor into buffers ``sink`` gives.
 
         ``sink(info)`` is called once per tensor in file order and returns a writable buffer of
-        exactly ``info.nbytes`` bytes (or None to drop the tensor). Nothing but one network chunk
-        is held in between. Returns the file's ``__metadata__``.
+        exactly ``info.nbytes`` bytes (or None to drop the tensor). The socket is read straight
+        into those buffers (through httpx's chunks, one at a time, when a proxy is configured).
+        Returns the file's ``__metadata__``.
         """
         params = {"format": "safetensors"}
         if self._direct is None:

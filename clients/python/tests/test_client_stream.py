@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load
 
-from paraminit import Client, ParaminitError
+from paraminit import Client, ParaminitError, read_safetensors
 
 from conftest import start_server, stop_server
 
@@ -268,3 +268,18 @@ def test_a_path_prefix_in_the_url_is_kept_on_the_direct_path(scripted):
     with Client(url + "/prefix/") as c:
         c.stream(MLP, _collect({}))
     assert srv.seen[0][0] == "/prefix/v1/init?format=safetensors"
+
+
+def test_read_safetensors_reads_a_file_object_in_place(tmp_path):
+    a, b = np.arange(12, dtype=np.float32).reshape(3, 4), np.full(5, -1, np.float32)
+    path = tmp_path / "m.safetensors"
+    path.write_bytes(_file({"a": a, "b": b}))
+    got = {}
+    with open(path, "rb") as f:
+        read_safetensors(f, _collect(got))
+    assert np.array_equal(got["a"], a) and np.array_equal(got["b"], b)
+    path.write_bytes(path.read_bytes()[:-4])
+    with open(path, "rb") as f, pytest.raises(ValueError, match="ended 4 bytes early"):
+        read_safetensors(f, _collect({}))
+    with open(path, "rb") as f, pytest.raises(ValueError, match="ended 4 bytes early"):
+        read_safetensors(f, lambda info: None)  # the scratch path too
