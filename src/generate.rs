@@ -3,6 +3,7 @@
 //! cost of a range is proportional to its length; whole-tensor initializers are computed once
 //! per generator and shared between threads.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use crate::init::ValueSource;
@@ -17,7 +18,11 @@ const ROW_BATCH: u64 = 256;
 /// Generates values for one plan. Cheap to share across threads (`&Generator` is `Sync`).
 pub struct Generator {
     plan: Arc<Plan>,
+    /// A whole-tensor value, or an empty slice when its computation was cancelled.
     whole: Vec<OnceLock<Arc<[f32]>>>,
+    /// Set (by `cancel`) when nobody will read the output any more: whole-tensor computations
+    /// stop at their next block and what is generated after that is not the tensor's values.
+    cancelled: Arc<AtomicBool>,
 }
 
 /// Per-thread working memory, reused across calls.
@@ -108,7 +113,23 @@ fn apply_fill(shape: &[u64], ranges: &[(u64, u64)], value: f32, start: u64, out:
 impl Generator {
     pub fn new(plan: Arc<Plan>) -> Generator {
         let whole = (0..plan.tensors.len()).map(|_| OnceLock::new()).collect();
-        Generator { plan, whole }
+        Generator {
+            plan,
+            whole,
+            cancelled: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// The flag that cancels this generator's work (shared, so the side that sees the reader
+    /// go away can set it while the generator runs on another thread). After it is set, the
+    /// values filled are unspecified and must not be delivered: check `is_cancelled`.
+    pub fn cancel_flag(&self) -> Arc<AtomicBool> {
+        self.cancelled.clone()
+    }
+
+    /// Whether `cancel_flag` has been set.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::SeqCst)
     }
 
     pub fn plan(&self) -> &Plan {
@@ -153,19 +174,21 @@ impl Generator {
             .get_or_init(|| {
                 let tp = &self.plan.tensors[t];
                 let reader = scratch.reader(self.plan.seed(), tp.stream);
+                let cancel = &self.cancelled;
                 let v = match tp.resolved.source {
                     ValueSource::Orthogonal { gain, rows_axes } => {
-                        structured::orthogonal(reader, &tp.logical_shape, rows_axes, gain)
+                        structured::orthogonal(reader, &tp.logical_shape, rows_axes, gain, cancel)
                     }
                     ValueSource::DeltaOrthogonal { scale } => {
-                        structured::delta_orthogonal(reader, &tp.logical_shape, scale)
+                        structured::delta_orthogonal(reader, &tp.logical_shape, scale, cancel)
                     }
                     ValueSource::Sparse { sparsity, std } => {
-                        structured::sparse(reader, &tp.logical_shape, sparsity, std)
+                        Ok(structured::sparse(reader, &tp.logical_shape, sparsity, std))
                     }
                     _ => unreachable!("only whole-tensor sources are cached"),
                 };
-                v.into()
+                // Cancelled: nobody reads the values, so an empty slice stands in for them.
+                v.map(Arc::from).unwrap_or_else(|_| Arc::from(Vec::new()))
             })
             .clone()
     }
@@ -251,7 +274,11 @@ impl Generator {
             | ValueSource::Sparse { .. } => {
                 let w = self.whole_tensor(t, scratch);
                 let s = start as usize;
-                out.copy_from_slice(&w[s..s + out.len()]);
+                match w.get(s..s + out.len()) {
+                    Some(values) => out.copy_from_slice(values),
+                    // The computation was cancelled (see `cancel_flag`).
+                    None => out.fill(0.0),
+                }
             }
         }
         if let Some(row) = tp.zero_row {
