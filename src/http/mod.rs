@@ -28,8 +28,9 @@ use tokio::sync::Semaphore;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::config::Config;
+use crate::error::ErrorCode;
 use crate::plan::{self, Format, Plan};
-use errors::{ApiError, SpecBody, codes};
+use errors::{ApiError, SpecBody};
 
 /// The OpenAPI document, the repo-root file.
 pub const OPENAPI_YAML: &str = include_str!("../../openapi.yaml");
@@ -102,8 +103,8 @@ pub fn routes(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_route))
         .route("/openapi.yaml", get(openapi))
-        .fallback(|| async { ApiError::not_found() })
-        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+        .fallback(|| async { errors::not_found() })
+        .method_not_allowed_fallback(|| async { errors::method_not_allowed() })
         .with_state(state)
 }
 
@@ -132,22 +133,16 @@ fn on_panic(err: Box<dyn std::any::Any + Send + 'static>) -> Response {
     // The panic itself is logged once by the panic hook (`serve` installs one that writes it as
     // a tracing event); this only records the answer.
     tracing::debug!(panic = msg, "handler panicked; answered 500");
-    ApiError::internal().into_response()
+    errors::internal().into_response()
 }
 
 /// The 503 of a full semaphore (`what`: the slots that are all busy).
 fn busy(state: &AppState, what: &str) -> ApiError {
     state.metrics.job_rejected();
-    let mut e = ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        codes::BUSY,
-        format!(
-            "all {} {what} slots are busy (PARAMINIT_MAX_JOBS); retry in {RETRY_AFTER_SECS} s",
-            state.config.max_jobs
-        ),
-    );
-    e.retry_after = Some(RETRY_AFTER_SECS);
-    e
+    errors::busy(format!(
+        "all {} {what} slots are busy (PARAMINIT_MAX_JOBS); retry in {RETRY_AFTER_SECS} s",
+        state.config.max_jobs
+    ))
 }
 
 async fn build_plan(state: &AppState, request: crate::spec::Request) -> Result<Plan, ApiError> {
@@ -172,7 +167,7 @@ async fn build_plan(state: &AppState, request: crate::spec::Request) -> Result<P
         if e.is_panic() {
             std::panic::resume_unwind(e.into_panic());
         }
-        ApiError::internal()
+        errors::internal()
     })?
     .map_err(ApiError::from)
 }
@@ -209,9 +204,7 @@ async fn init_get(State(state): State<AppState>, req: Request) -> Result<Respons
     use base64::Engine;
     let format = negotiate::negotiate(req.uri().query(), req.headers())?;
     let query = req.uri().query().unwrap_or("");
-    let invalid = |msg: String| {
-        ApiError::new(StatusCode::BAD_REQUEST, codes::INVALID_QUERY, msg).with_path("?spec")
-    };
+    let invalid = |msg: String| errors::invalid_query("spec", msg);
     let spec = query
         .split('&')
         .filter_map(|pair| pair.split_once('='))
@@ -219,11 +212,10 @@ async fn init_get(State(state): State<AppState>, req: Request) -> Result<Respons
         .map(|(_, v)| v)
         .ok_or_else(|| invalid("`spec` is required: the request JSON, base64url-encoded".into()))?;
     if spec.len() > MAX_GET_SPEC_CHARS {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            crate::error::ErrorCode::LimitExceeded.as_str(),
-            format!("`spec` is {} characters; GET accepts at most {MAX_GET_SPEC_CHARS}: POST the request instead", spec.len()),
-        )
+        return Err(errors::too_large(format!(
+            "`spec` is {} characters; GET accepts at most {MAX_GET_SPEC_CHARS}: POST the request instead",
+            spec.len()
+        ))
         .with_path("?spec"));
     }
     // A query value may be percent-encoded (`%3D` padding, or a client that escapes every
@@ -235,15 +227,11 @@ async fn init_get(State(state): State<AppState>, req: Request) -> Result<Respons
         .decode(trimmed)
         .map_err(|e| invalid(format!("`spec` is not base64url: {e}")))?;
     if body.len() > state.config.max_body_bytes {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            crate::error::ErrorCode::LimitExceeded.as_str(),
-            format!(
-                "the decoded request is {} bytes; the limit is {} (PARAMINIT_MAX_BODY_BYTES)",
-                body.len(),
-                state.config.max_body_bytes
-            ),
-        ));
+        return Err(errors::too_large(format!(
+            "the decoded request is {} bytes; the limit is {} (PARAMINIT_MAX_BODY_BYTES)",
+            body.len(),
+            state.config.max_body_bytes
+        )));
     }
     let request = crate::spec::parse_bytes(&body).map_err(ApiError::from)?;
     let head = req.method() == axum::http::Method::HEAD;
@@ -283,7 +271,7 @@ async fn respond(
 ) -> Result<Response, ApiError> {
     let plan = build_plan(state, request).await?;
     let etag = plan.etag(format);
-    let etag_value = HeaderValue::from_str(&etag).map_err(|_| ApiError::internal())?;
+    let etag_value = HeaderValue::from_str(&etag).map_err(|_| errors::internal())?;
     let common = |h: &mut HeaderMap| {
         h.insert(header::ETAG, etag_value.clone());
         h.insert(header::VARY, HeaderValue::from_static("accept"));
@@ -300,8 +288,7 @@ async fn respond(
             StatusCode::NOT_MODIFIED.into_response()
         } else {
             ApiError::new(
-                StatusCode::PRECONDITION_FAILED,
-                codes::PRECONDITION_FAILED,
+                ErrorCode::PreconditionFailed,
                 "If-None-Match matched this response's ETag; a POST answers 412 (RFC 9110 §13.1.2)",
             )
             .into_response()
@@ -319,14 +306,13 @@ async fn respond(
         range::RangeAnswer::Partial { start, end } => Some((start, end)),
         range::RangeAnswer::Unsatisfiable => {
             let mut res = ApiError::new(
-                StatusCode::RANGE_NOT_SATISFIABLE,
-                codes::RANGE_NOT_SATISFIABLE,
+                ErrorCode::RangeNotSatisfiable,
                 format!("the requested range is outside the {total}-byte file"),
             )
             .into_response();
             common(res.headers_mut());
             let cr = HeaderValue::from_str(&format!("bytes */{total}"))
-                .map_err(|_| ApiError::internal())?;
+                .map_err(|_| errors::internal())?;
             res.headers_mut().insert(header::CONTENT_RANGE, cr);
             return Ok(res);
         }
@@ -374,7 +360,7 @@ async fn respond(
     if let Some((start, end)) = byte_range {
         *res.status_mut() = StatusCode::PARTIAL_CONTENT;
         let cr = HeaderValue::from_str(&format!("bytes {start}-{}/{total}", end - 1))
-            .map_err(|_| ApiError::internal())?;
+            .map_err(|_| errors::internal())?;
         res.headers_mut().insert(header::CONTENT_RANGE, cr);
     }
     Ok(res)
@@ -440,15 +426,13 @@ async fn analyze_route(State(state): State<AppState>, req: Request) -> Result<Re
             .ok()
             .filter(|b| (1..=crate::analyze::MAX_BATCH).contains(b))
             .ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    codes::INVALID_QUERY,
+                errors::invalid_query(
+                    "batch",
                     format!(
                         "batch must be an integer from 1 to {}",
                         crate::analyze::MAX_BATCH
                     ),
                 )
-                .with_path("?batch")
             })?,
     };
     let SpecBody(request) = SpecBody::from_request(req, &state).await?;
@@ -474,7 +458,7 @@ async fn analyze_route(State(state): State<AppState>, req: Request) -> Result<Re
         if e.is_panic() {
             std::panic::resume_unwind(e.into_panic());
         }
-        ApiError::internal()
+        errors::internal()
     })?
     .map_err(ApiError::from)?;
     Ok(json_response(StatusCode::OK, &report))
@@ -495,12 +479,7 @@ async fn healthz() -> Response {
 
 async fn readyz(State(state): State<AppState>) -> Response {
     if state.draining.load(Ordering::SeqCst) {
-        return ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            codes::SHUTTING_DOWN,
-            "the service is shutting down",
-        )
-        .into_response();
+        return errors::shutting_down("the service is shutting down").into_response();
     }
     json_response(
         StatusCode::OK,

@@ -2,9 +2,9 @@
 //! `Accept` header picks by quality, JSON on a tie or without a header; an `Accept` that
 //! allows neither is a 406.
 
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 
-use super::errors::{ApiError, codes};
+use super::errors::{self, ApiError};
 use crate::plan::Format;
 
 /// The `format` query parameter, if any. Other parameters are ignored.
@@ -20,12 +20,10 @@ pub fn query_format(query: Option<&str>) -> Result<Option<Format>, ApiError> {
             "json" => Format::Json,
             "safetensors" => Format::Safetensors,
             _ => {
-                return Err(ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    codes::INVALID_QUERY,
+                return Err(errors::invalid_query(
+                    "format",
                     format!("unknown format {v:?}; use json or safetensors"),
-                )
-                .with_path("?format"));
+                ));
             }
         });
     }
@@ -98,11 +96,7 @@ fn accept_values(headers: &HeaderMap) -> Option<String> {
 }
 
 fn not_acceptable(accept: &str, what: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_ACCEPTABLE,
-        codes::NOT_ACCEPTABLE,
-        format!("Accept: {accept:?} allows none of {what}"),
-    )
+    errors::not_acceptable(format!("Accept: {accept:?} allows none of {what}"))
 }
 
 /// The format for `POST /v1/init`.
@@ -148,7 +142,7 @@ pub fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::HeaderValue;
+    use axum::http::{HeaderValue, StatusCode};
 
     fn with_accept(a: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -194,6 +188,6 @@ mod tests {
         );
         let e = negotiate(Some("format=xml"), &h).unwrap_err();
         assert_eq!(e.status, StatusCode::BAD_REQUEST);
-        assert_eq!(e.path.as_deref(), Some("?format"));
+        assert_eq!(e.error.path.as_deref(), Some("?format"));
     }
 }
