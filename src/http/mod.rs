@@ -7,6 +7,7 @@ pub mod errors;
 pub mod metrics;
 pub mod middleware;
 pub mod negotiate;
+pub mod query;
 pub mod range;
 pub mod stream;
 
@@ -191,8 +192,12 @@ pub const MAX_GET_SPEC_CHARS: usize = 48 * 1024;
 /// Cache lifetime of `GET /v1/init` responses: the bytes for a URL never change.
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
-async fn init(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
-    let format = negotiate::negotiate(req.uri().query(), req.headers())?;
+async fn init(
+    State(state): State<AppState>,
+    params: query::Params,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let format = negotiate::negotiate(params.format()?, req.headers())?;
     let headers = req.headers().clone();
     let SpecBody(request) = SpecBody::from_request(req, &state).await?;
     respond(&state, &headers, format, request, false, false).await
@@ -200,16 +205,16 @@ async fn init(State(state): State<AppState>, req: Request) -> Result<Response, A
 
 /// `GET /v1/init?spec=<base64url of the request JSON>&format=…`: the same bytes as the POST,
 /// cacheable and resumable.
-async fn init_get(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
+async fn init_get(
+    State(state): State<AppState>,
+    params: query::Params,
+    req: Request,
+) -> Result<Response, ApiError> {
     use base64::Engine;
-    let format = negotiate::negotiate(req.uri().query(), req.headers())?;
-    let query = req.uri().query().unwrap_or("");
+    let format = negotiate::negotiate(params.format()?, req.headers())?;
     let invalid = |msg: String| errors::invalid_query("spec", msg);
-    let spec = query
-        .split('&')
-        .filter_map(|pair| pair.split_once('='))
-        .find(|(k, _)| *k == "spec")
-        .map(|(_, v)| v)
+    let spec = params
+        .spec()
         .ok_or_else(|| invalid("`spec` is required: the request JSON, base64url-encoded".into()))?;
     if spec.len() > MAX_GET_SPEC_CHARS {
         return Err(errors::too_large(format!(
@@ -218,11 +223,14 @@ async fn init_get(State(state): State<AppState>, req: Request) -> Result<Respons
         ))
         .with_path("?spec"));
     }
-    // A query value may be percent-encoded (`%3D` padding, or a client that escapes every
-    // byte); decode it first, then accept the alphabet with or without `=` padding.
-    let decoded = percent_decode(spec)
-        .ok_or_else(|| invalid("`spec` has a malformed percent-escape".into()))?;
-    let trimmed = decoded.trim_end_matches('=');
+    // `Query` has percent-decoded the value (`%3D` padding, or a client that escapes every
+    // byte). It leaves a malformed escape as it is and turns invalid UTF-8 into U+FFFD; neither
+    // `%` nor U+FFFD is in the base64url alphabet, so either means a bad escape.
+    if spec.contains(['%', '\u{FFFD}']) {
+        return Err(invalid("`spec` has a malformed percent-escape".into()));
+    }
+    // The alphabet is accepted with or without `=` padding.
+    let trimmed = spec.trim_end_matches('=');
     let body = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(trimmed)
         .map_err(|e| invalid(format!("`spec` is not base64url: {e}")))?;
@@ -236,27 +244,6 @@ async fn init_get(State(state): State<AppState>, req: Request) -> Result<Respons
     let request = crate::spec::parse_bytes(&body).map_err(ApiError::from)?;
     let head = req.method() == axum::http::Method::HEAD;
     respond(&state, req.headers(), format, request, true, head).await
-}
-
-/// `%XX` escapes decoded (RFC 3986 §2.1); `None` for a malformed escape or non-UTF-8 result.
-fn percent_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = s.get(i + 1..i + 3)?;
-            if !hex.bytes().all(|c| c.is_ascii_hexdigit()) {
-                return None;
-            }
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 /// Everything after the request is parsed: plan, conditional and range handling, a job slot,
@@ -410,31 +397,13 @@ async fn explorer(State(state): State<AppState>) -> Response {
 }
 
 /// `POST /v1/analyze[?batch=N]`: the signal-propagation report plus value histograms.
-async fn analyze_route(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
+async fn analyze_route(
+    State(state): State<AppState>,
+    params: query::Params,
+    req: Request,
+) -> Result<Response, ApiError> {
     negotiate::require_json(req.headers())?;
-    let batch = match req
-        .uri()
-        .query()
-        .unwrap_or("")
-        .split('&')
-        .filter_map(|p| p.split_once('='))
-        .find(|(k, _)| *k == "batch")
-    {
-        None => crate::analyze::DEFAULT_BATCH,
-        Some((_, v)) => v
-            .parse::<usize>()
-            .ok()
-            .filter(|b| (1..=crate::analyze::MAX_BATCH).contains(b))
-            .ok_or_else(|| {
-                errors::invalid_query(
-                    "batch",
-                    format!(
-                        "batch must be an integer from 1 to {}",
-                        crate::analyze::MAX_BATCH
-                    ),
-                )
-            })?,
-    };
+    let batch = params.batch()?;
     let SpecBody(request) = SpecBody::from_request(req, &state).await?;
     let plan = Arc::new(build_plan(&state, request).await?);
     // The measured pass is bounded (batch × parameters ≤ MAX_WORK) but CPU-heavy: it takes a
