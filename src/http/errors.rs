@@ -38,10 +38,6 @@ impl ApiError {
         self.status = status;
         self
     }
-
-    pub fn code(&self) -> ErrorCode {
-        self.error.code
-    }
 }
 
 impl From<SpecError> for ApiError {
@@ -236,7 +232,7 @@ impl FromRequest<super::AppState> for SpecBody {
 }
 
 /// 415 for a `Content-Type` that is present and not JSON.
-pub fn check_content_type(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+fn check_content_type(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
     let Some(ct) = headers.get(header::CONTENT_TYPE) else {
         return Ok(());
     };

@@ -50,6 +50,7 @@ impl AppState {
             draining: Arc::new(AtomicBool::new(false)),
         }
     }
+
     /// The 503 of a full semaphore (`what`: the slots that are all busy), counted.
     pub(super) fn all_busy(&self, what: &str) -> ApiError {
         self.metrics.job_rejected();
