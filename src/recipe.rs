@@ -30,8 +30,8 @@ use crate::error::{ErrorCode, Result, SpecError};
 use crate::init::catalogue::{InitSpec, ParamValue};
 use crate::init::{self, Resolved, TensorCtx, ValueSource};
 use crate::sample::{Kernel, TruncParams};
-use crate::spec::fields::{Obj, join, wrong_type};
 use crate::spec::{Framework, LayerKind, Request};
+use crate::terms::fields::{Obj, join, wrong_type};
 
 /// The recipes, with their resolved parameters (`None`: taken from the model).
 #[derive(Clone, Debug, PartialEq)]

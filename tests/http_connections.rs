@@ -286,3 +286,47 @@ async fn spec_is_percent_decoded() {
     let v = json_of(&app, get("/v1/init?spec=%G1"), StatusCode::BAD_REQUEST).await;
     assert_envelope(&v, "invalid_query", Some("?spec"));
 }
+
+/// `format=` and `batch=` go through the same percent-decoding as `spec=`; repeated and unknown
+/// parameters keep their rules (format: last wins, every value checked; unknown: ignored).
+#[tokio::test]
+async fn format_and_batch_are_percent_decoded() {
+    let app = app();
+    let body = r#"{"seed": 1, "tensors": [{"name": "a", "shape": [2], "init": "ones"}]}"#;
+    let plain = send(&app, post("/v1/init?format=safetensors", body)).await;
+    assert_eq!(plain.status(), StatusCode::OK);
+    let plain = body_bytes(plain).await;
+    let escaped = send(&app, post("/v1/init?format=%73afetensors&x=%ZZ", body)).await;
+    assert_eq!(
+        escaped.headers()["content-type"],
+        "application/octet-stream"
+    );
+    assert_eq!(body_bytes(escaped).await, plain);
+    let last = send(&app, post("/v1/init?format=json&format=safetensors", body)).await;
+    assert_eq!(body_bytes(last).await, plain);
+    let v = json_of(
+        &app,
+        post("/v1/init?format=xml&format=json", body),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert_envelope(&v, "invalid_query", Some("?format"));
+    assert_eq!(
+        v["error"]["message"],
+        "unknown format \"xml\"; use json or safetensors"
+    );
+    let v = json_of(
+        &app,
+        post("/v1/analyze?batch=%36%34", SEED_MLP),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(v["batch_size"], 64);
+    let v = json_of(
+        &app,
+        post("/v1/analyze?batch=%30", SEED_MLP),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert_envelope(&v, "invalid_query", Some("?batch"));
+}

@@ -173,8 +173,8 @@ fn pair(c: &Cfg<'_>, key: &'static str, default: u64) -> Result<[u64; 2]> {
         Some(Value::Array(a)) if a.len() == 2 => {
             let p = c.path(key);
             Ok([
-                crate::spec::fields::positive_size(&a[0], &format!("{p}[0]"))?,
-                crate::spec::fields::positive_size(&a[1], &format!("{p}[1]"))?,
+                crate::terms::fields::positive_size(&a[0], &format!("{p}[0]"))?,
+                crate::terms::fields::positive_size(&a[1], &format!("{p}[1]"))?,
             ])
         }
         Some(Value::Array(_)) => Err(SpecError::new(

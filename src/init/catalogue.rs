@@ -5,7 +5,7 @@
 use serde_json::{Map, Value, json};
 
 use crate::error::{ErrorCode, Result, SpecError};
-use crate::spec::fields::{Obj, finite_f64, join, wrong_type};
+use crate::terms::fields::{Obj, finite_f64, join, wrong_type};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum ParamKind {

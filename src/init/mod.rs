@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 
 use crate::error::{ErrorCode, Result, SpecError};
 use crate::sample::{Kernel, TruncParams};
-use crate::spec::{Activation, Framework};
+use crate::terms::{Activation, Framework};
 use catalogue::{InitSpec, ParamValue};
 
 /// Standard deviation of a standard normal truncated to (−2, 2); Keras and JAX divide by it so
