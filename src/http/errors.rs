@@ -226,8 +226,20 @@ impl FromRequest<super::AppState> for SpecBody {
                     format!("the request body could not be read: {e}"),
                 )
             })?;
-        let request = spec::parse_bytes(&bytes).map_err(ApiError::from)?;
-        Ok(SpecBody(request))
+        // Parsing and validating a body at the size limit takes 1–2 s of CPU (8 MiB of tiny
+        // tensors): it runs on a blocking thread, so the async workers stay free for
+        // /healthz, and the body's reserved bytes (`_bytes`) are held until it is done, so at
+        // most PARAMINIT_MAX_BODY_BYTES_IN_FLIGHT of bodies are being parsed at once.
+        let parsed = tokio::task::spawn_blocking(move || spec::parse_bytes(&bytes))
+            .await
+            .map_err(|e| {
+                if e.is_panic() {
+                    std::panic::resume_unwind(e.into_panic());
+                }
+                internal()
+            })?;
+        drop(_bytes);
+        Ok(SpecBody(parsed.map_err(ApiError::from)?))
     }
 }
 
