@@ -11,8 +11,11 @@ vocab 32000; 1.1 B parameters) in bfloat16:
   (``torch.set_default_dtype``), same machine, same run.
 
 Also reported: where paraminit's time goes (recording, building the request, ``to_empty``, the
-stream) and the service streaming the same model to nowhere (``Client.stream`` with a sink that
-drops every tensor). Not a test; prints one table.
+stream), the service streaming the same model to nowhere (``Client.stream`` with a sink that
+drops every tensor) and the gap between the two, which is what the client controls; the CPU
+seconds and page faults of this process during each (on 2 cores, every CPU second the client
+spends is taken from the service's generation), and the load average, since the machine may
+be shared. Not a test; prints one table.
 
 Usage: scripts/bench_client.py [--url URL | --bin target/release/paraminit] [--layers N]
 """
@@ -23,6 +26,7 @@ import argparse
 import gc
 import os
 import pathlib
+import resource
 import socket
 import subprocess
 import sys
@@ -55,6 +59,12 @@ def start(binary: str):
     raise SystemExit("the server did not start")
 
 
+def usage() -> tuple:
+    """(CPU seconds, minor page faults) of this process so far."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime, r.ru_minflt
+
+
 def config(layers: int):
     from transformers import LlamaConfig
 
@@ -78,6 +88,7 @@ def main() -> None:
         proc, url = start(args.bin)
     cfg = config(args.layers)
     rows = []
+    load0 = os.getloadavg()
     try:
         # paraminit, phase by phase (initialize does the same steps in one call).
         t0 = time.perf_counter()
@@ -89,14 +100,16 @@ def main() -> None:
         t_request = time.perf_counter() - t0
         nparams = sum(t["shape"][0] * (t["shape"][1] if len(t["shape"]) > 1 else 1)
                       for t in req["tensors"])
-        t0 = time.perf_counter()
+        u0, t0 = usage(), time.perf_counter()
         with Client(url) as c:
             c.stream(req, lambda info: None)
-        t_null = time.perf_counter() - t0
-        t0 = time.perf_counter()
+        t_null, u_null = time.perf_counter() - t0, usage()
+        u1, t0 = usage(), time.perf_counter()
         with Client(url) as c:
             pt.initialize(model, 42, dtype=torch.bfloat16, client=c)
-        t_init = time.perf_counter() - t0
+        t_init, u_init = time.perf_counter() - t0, usage()
+        cpu = {"null": (u_null[0] - u0[0], u_null[1] - u0[1]),
+               "init": (u_init[0] - u1[0], u_init[1] - u1[1])}
         ours = t_record + t_init
         assert model.lm_head.weight.dtype == torch.bfloat16 and not model.lm_head.weight.is_meta
         w = model.model.layers[0].self_attn.q_proj.weight.float()
@@ -120,6 +133,7 @@ def main() -> None:
         rows.append(("paraminit: initialize (request + to_empty + stream)", t_init))
         rows.append(("paraminit: total (record + initialize)", ours))
         rows.append(("service: same request streamed to nowhere", t_null))
+        rows.append(("gap: initialize - streamed to nowhere", t_init - t_null))
 
         torch.manual_seed(0)
         torch.set_default_dtype(torch.bfloat16)
@@ -141,10 +155,15 @@ def main() -> None:
         if proc is not None:
             proc.terminate()
             proc.wait()
+    load1 = os.getloadavg()
     print(f"TinyLlama-shaped Llama, {args.layers} layers, {nparams / 1e9:.2f} B parameters, "
           f"bfloat16; {os.cpu_count()} cores; {check}")
+    print(f"  load average (1 min) {load0[0]:.1f} at the start, {load1[0]:.1f} at the end")
     for name, t in rows:
         print(f"  {name:<55} {t:7.2f} s")
+    for key, name in (("init", "initialize"), ("null", "streamed to nowhere")):
+        sec, faults = cpu[key]
+        print(f"  client CPU during {name:<37} {sec:7.2f} s ({faults} page faults)")
     print(f"  ratio (transformers bf16 / paraminit total)              {t_hf16 / ours:7.2f} x")
 
 

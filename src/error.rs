@@ -1,11 +1,15 @@
-//! The error type of the core: a stable code, a message for a person and the JSON path of the
-//! offending field. The CLI renders it as the envelope; the HTTP edge converts it into its own
-//! `http::errors::ApiError` (which adds the edge-only codes: body, media type, limits of the
-//! transport, busy, shutdown) and renders that. Both give the same envelope.
+//! The one error model: every stable `code` the service or the CLI can answer (`ErrorCode`,
+//! with its wire string and HTTP status), the error value (`SpecError`: code, message, JSON
+//! path) and the one renderer of the SPEC §5 envelope (`SpecError::to_envelope`). The core
+//! returns `SpecError`s; the CLI prints their envelope; the HTTP edge wraps them in
+//! `http::errors::ApiError`, which only adds what HTTP needs around the same envelope (the
+//! status line, `Retry-After`, `WWW-Authenticate`).
 
 use std::fmt;
 
 /// Stable error codes. Clients match on these strings, so a variant's string never changes.
+/// The first group comes from a request's content (the core); the second from HTTP itself
+/// (routing, negotiation, auth, transport limits, load), which only the edge produces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ErrorCode {
     /// The body is not JSON at all (syntax error, truncated, wrong encoding).
@@ -42,6 +46,31 @@ pub enum ErrorCode {
     NoMatch,
     /// A tensor name the output format reserves (`__metadata__` in safetensors).
     ReservedName,
+    // --- The HTTP edge's own codes.
+    /// A route that needs a bearer token was called without a valid one.
+    Unauthorized,
+    /// No such route.
+    NotFound,
+    /// The route exists but not for this method.
+    MethodNotAllowed,
+    /// `Accept` allows none of the route's media types.
+    NotAcceptable,
+    /// A request body whose `Content-Type` is not JSON.
+    UnsupportedMediaType,
+    /// A query parameter with a bad value (or a missing required one).
+    InvalidQuery,
+    /// Every slot of some kind (jobs, planners, body bytes) is taken; retry later.
+    Busy,
+    /// The service is draining before it stops.
+    ShuttingDown,
+    /// A bug (a panic or a failed internal step), logged on the server.
+    Internal,
+    /// A `Range` entirely past the end of the file.
+    RangeNotSatisfiable,
+    /// The request body did not arrive in time.
+    RequestTimeout,
+    /// `If-None-Match` matched on a method that cannot answer 304.
+    PreconditionFailed,
 }
 
 impl ErrorCode {
@@ -64,21 +93,59 @@ impl ErrorCode {
             ErrorCode::LimitExceeded => "limit_exceeded",
             ErrorCode::NoMatch => "no_match",
             ErrorCode::ReservedName => "reserved_name",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::NotAcceptable => "not_acceptable",
+            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
+            ErrorCode::InvalidQuery => "invalid_query",
+            ErrorCode::Busy => "busy",
+            ErrorCode::ShuttingDown => "shutting_down",
+            ErrorCode::Internal => "internal",
+            ErrorCode::RangeNotSatisfiable => "range_not_satisfiable",
+            ErrorCode::RequestTimeout => "request_timeout",
+            ErrorCode::PreconditionFailed => "precondition_failed",
         }
     }
 
-    /// The HTTP status this class of error maps to: 400 for bytes that are not a JSON request
-    /// at all, 413 for limits, 422 for a well-formed request that cannot be honoured.
+    /// The HTTP status of this code: for the content codes 400 for bytes that are not a JSON
+    /// request at all, 413 for limits, 422 for a well-formed request that cannot be honoured;
+    /// the edge codes each have the status they are named after. A number, not an
+    /// `http::StatusCode`, so that the core does not depend on the HTTP stack.
     pub fn http_status(self) -> u16 {
         match self {
-            ErrorCode::MalformedJson => 400,
+            ErrorCode::MalformedJson | ErrorCode::InvalidQuery => 400,
+            ErrorCode::Unauthorized => 401,
+            ErrorCode::NotFound => 404,
+            ErrorCode::MethodNotAllowed => 405,
+            ErrorCode::NotAcceptable => 406,
+            ErrorCode::RequestTimeout => 408,
+            ErrorCode::PreconditionFailed => 412,
             ErrorCode::LimitExceeded => 413,
-            _ => 422,
+            ErrorCode::UnsupportedMediaType => 415,
+            ErrorCode::RangeNotSatisfiable => 416,
+            ErrorCode::Internal => 500,
+            ErrorCode::Busy | ErrorCode::ShuttingDown => 503,
+            ErrorCode::InvalidType
+            | ErrorCode::UnknownField
+            | ErrorCode::MissingField
+            | ErrorCode::ConflictingFields
+            | ErrorCode::InvalidValue
+            | ErrorCode::SeedOutOfRange
+            | ErrorCode::UnknownLayerType
+            | ErrorCode::UnsupportedLayerType
+            | ErrorCode::UnknownInitializer
+            | ErrorCode::InitializerMismatch
+            | ErrorCode::InconsistentSizes
+            | ErrorCode::DuplicateName
+            | ErrorCode::SizeOverflow
+            | ErrorCode::NoMatch
+            | ErrorCode::ReservedName => 422,
         }
     }
 
     /// Every code, for documentation and for the test that keeps openapi.yaml in step.
-    pub const ALL: [ErrorCode; 17] = [
+    pub const ALL: [ErrorCode; 29] = [
         ErrorCode::MalformedJson,
         ErrorCode::InvalidType,
         ErrorCode::UnknownField,
@@ -96,6 +163,18 @@ impl ErrorCode {
         ErrorCode::LimitExceeded,
         ErrorCode::NoMatch,
         ErrorCode::ReservedName,
+        ErrorCode::Unauthorized,
+        ErrorCode::NotFound,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::NotAcceptable,
+        ErrorCode::UnsupportedMediaType,
+        ErrorCode::InvalidQuery,
+        ErrorCode::Busy,
+        ErrorCode::ShuttingDown,
+        ErrorCode::Internal,
+        ErrorCode::RangeNotSatisfiable,
+        ErrorCode::RequestTimeout,
+        ErrorCode::PreconditionFailed,
     ];
 }
 
@@ -125,7 +204,8 @@ impl SpecError {
         }
     }
 
-    /// The JSON envelope of SPEC §5: `{"error": {"code", "message", "path"}}`.
+    /// The JSON envelope of SPEC §5: `{"error": {"code", "message", "path"}}`, `path` only when
+    /// there is one. The only renderer of it: the CLI prints it, the HTTP edge sends it.
     pub fn to_envelope(&self) -> serde_json::Value {
         let mut inner = serde_json::Map::new();
         inner.insert("code".into(), self.code.as_str().into());
@@ -138,3 +218,32 @@ impl SpecError {
 }
 
 pub type Result<T, E = SpecError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_is_listed_once_with_a_distinct_string() {
+        let strings: std::collections::BTreeSet<&str> =
+            ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(strings.len(), ErrorCode::ALL.len());
+        for c in ErrorCode::ALL {
+            assert!((400..600).contains(&c.http_status()), "{c}");
+        }
+    }
+
+    #[test]
+    fn envelope_omits_an_empty_path() {
+        let e = SpecError::new(ErrorCode::NotFound, "", "no such route");
+        assert_eq!(
+            e.to_envelope().to_string(),
+            r#"{"error":{"code":"not_found","message":"no such route"}}"#
+        );
+        let e = SpecError::new(ErrorCode::InvalidQuery, "?batch", "bad");
+        assert_eq!(
+            e.to_envelope().to_string(),
+            r#"{"error":{"code":"invalid_query","message":"bad","path":"?batch"}}"#
+        );
+    }
+}

@@ -1,9 +1,13 @@
 //! Values of planned tensors: any element range of any tensor, in its output layout, as f32
 //! (the canonical precision). Random tensors are produced by seeking into their stream, so the
 //! cost of a range is proportional to its length; whole-tensor initializers are computed once
-//! per generator and shared between threads.
+//! per generator and shared between threads, and only the most recently used ones within
+//! `WHOLE_KEPT_ELEMENTS` are kept (a request of a hundred orthogonal tensors must not hold a
+//! hundred of them; an evicted one asked for again is recomputed, to the same values).
 
-use std::sync::{Arc, OnceLock};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::init::{Element, ValueSource, WholeTensor};
 use crate::plan::{Layout, Plan, TensorPlan};
@@ -11,13 +15,34 @@ use crate::rng::WordReader;
 use crate::sample;
 use crate::structured;
 
+/// Whole-tensor elements (f32) kept at once per generator, least recently used evicted first
+/// (the latest one is always kept): two of the largest (`MAX_WHOLE_TENSOR_ELEMENTS`, 64 MiB
+/// each), so the tensor being streamed survives a neighbour computed by another thread.
+const WHOLE_KEPT_ELEMENTS: u64 = 2 * crate::plan::MAX_WHOLE_TENSOR_ELEMENTS;
+/// And at most this many of them, so that the bookkeeping per use stays a short scan (100,000
+/// tiny orthogonal tensors would otherwise all fit the element budget).
+const WHOLE_KEPT_COUNT: usize = 64;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The guarded values stay consistent across a panic (a slot is set in one assignment).
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// Output rows handled per pass of a transposed (Keras/Flax) tensor.
 const ROW_BATCH: u64 = 256;
 
 /// Generates values for one plan. Cheap to share across threads (`&Generator` is `Sync`).
 pub struct Generator {
     plan: Arc<Plan>,
-    whole: Vec<OnceLock<Arc<[f32]>>>,
+    /// A whole-tensor value, or an empty slice when its computation was cancelled; `None` until
+    /// computed or once evicted. A tensor's lock is held while it is computed, so the threads
+    /// that need it wait for the one computation.
+    whole: Vec<Mutex<Option<Arc<[f32]>>>>,
+    /// (index, elements) of the computed whole tensors still kept, least recently used first.
+    kept: Mutex<VecDeque<(usize, u64)>>,
+    /// Set (by `cancel`) when nobody will read the output any more: whole-tensor computations
+    /// stop at their next block and what is generated after that is not the tensor's values.
+    cancelled: Arc<AtomicBool>,
 }
 
 /// Per-thread working memory, reused across calls.
@@ -107,8 +132,25 @@ fn apply_fill(shape: &[u64], ranges: &[(u64, u64)], value: f32, start: u64, out:
 
 impl Generator {
     pub fn new(plan: Arc<Plan>) -> Generator {
-        let whole = (0..plan.tensors.len()).map(|_| OnceLock::new()).collect();
-        Generator { plan, whole }
+        let whole = (0..plan.tensors.len()).map(|_| Mutex::new(None)).collect();
+        Generator {
+            plan,
+            whole,
+            kept: Mutex::new(VecDeque::new()),
+            cancelled: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// The flag that cancels this generator's work (shared, so the side that sees the reader
+    /// go away can set it while the generator runs on another thread). After it is set, the
+    /// values filled are unspecified and must not be delivered: check `is_cancelled`.
+    pub fn cancel_flag(&self) -> Arc<AtomicBool> {
+        self.cancelled.clone()
+    }
+
+    /// Whether `cancel_flag` has been set.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::SeqCst)
     }
 
     pub fn plan(&self) -> &Plan {
@@ -148,26 +190,59 @@ impl Generator {
         }
     }
 
-    /// The values of tensor `t`, whose source is `whole`, computed once.
+    /// The values of tensor `t`, whose source is `whole`, computed once (until evicted).
     fn whole_tensor(&self, t: usize, whole: &WholeTensor, scratch: &mut Scratch) -> Arc<[f32]> {
-        self.whole[t]
-            .get_or_init(|| {
-                let tp = &self.plan.tensors[t];
-                let reader = scratch.reader(self.plan.seed(), tp.stream);
-                let v = match *whole {
-                    WholeTensor::Orthogonal { gain, rows_axes } => {
-                        structured::orthogonal(reader, &tp.logical_shape, rows_axes, gain)
-                    }
-                    WholeTensor::DeltaOrthogonal { scale } => {
-                        structured::delta_orthogonal(reader, &tp.logical_shape, scale)
-                    }
-                    WholeTensor::Sparse { sparsity, std } => {
-                        structured::sparse(reader, &tp.logical_shape, sparsity, std)
-                    }
-                };
-                v.into()
-            })
-            .clone()
+        let value = {
+            let mut slot = lock(&self.whole[t]);
+            if let Some(v) = slot.as_ref() {
+                let v = v.clone();
+                drop(slot);
+                self.touch(t, v.len() as u64);
+                return v;
+            }
+            let tp = &self.plan.tensors[t];
+            let reader = scratch.reader(self.plan.seed(), tp.stream);
+            let cancel = &self.cancelled;
+            let v = match *whole {
+                WholeTensor::Orthogonal { gain, rows_axes } => {
+                    structured::orthogonal(reader, &tp.logical_shape, rows_axes, gain, cancel)
+                }
+                WholeTensor::DeltaOrthogonal { scale } => {
+                    structured::delta_orthogonal(reader, &tp.logical_shape, scale, cancel)
+                }
+                WholeTensor::Sparse { sparsity, std } => {
+                    Ok(structured::sparse(reader, &tp.logical_shape, sparsity, std))
+                }
+            };
+            // Cancelled: nobody reads the values, so an empty slice stands in for them.
+            let value: Arc<[f32]> = v.map(Arc::from).unwrap_or_else(|_| Arc::from(Vec::new()));
+            *slot = Some(value.clone());
+            value
+        };
+        self.touch(t, value.len() as u64);
+        value
+    }
+
+    /// Marks whole tensor `t` (of `len` elements) most recently used and evicts the least
+    /// recently used others past `WHOLE_KEPT_ELEMENTS` or `WHOLE_KEPT_COUNT`. Called with no slot lock held, so no
+    /// thread ever holds two.
+    fn touch(&self, t: usize, len: u64) {
+        let mut evicted = Vec::new();
+        {
+            let mut kept = lock(&self.kept);
+            kept.retain(|&(u, _)| u != t);
+            kept.push_back((t, len));
+            let mut total: u64 = kept.iter().map(|&(_, n)| n).sum();
+            while (total > WHOLE_KEPT_ELEMENTS || kept.len() > WHOLE_KEPT_COUNT) && kept.len() > 1 {
+                if let Some((u, n)) = kept.pop_front() {
+                    total -= n;
+                    evicted.push(u);
+                }
+            }
+        }
+        for u in evicted {
+            *lock(&self.whole[u]) = None;
+        }
     }
 
     /// Elements in PyTorch (logical) order.
@@ -247,7 +322,11 @@ impl Generator {
             ValueSource::Whole(whole) => {
                 let w = self.whole_tensor(t, whole, scratch);
                 let s = start as usize;
-                out.copy_from_slice(&w[s..s + out.len()]);
+                match w.get(s..s + out.len()) {
+                    Some(values) => out.copy_from_slice(values),
+                    // The computation was cancelled (see `cancel_flag`).
+                    None => out.fill(0.0),
+                }
             }
         }
         if let Some(row) = tp.zero_row {
@@ -326,5 +405,40 @@ impl Generator {
         }
         scratch.span = span;
         scratch.offsets = offsets;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whole_tensors_are_evicted_and_recomputed_to_the_same_values() {
+        // 100 small orthogonal tensors: all fit the element budget, so the count bound evicts.
+        let tensors: Vec<serde_json::Value> = (0..100)
+            .map(|i| serde_json::json!({"name": format!("q{i}"), "shape": [6, 5], "init": "orthogonal"}))
+            .collect();
+        let req = crate::spec::parse(&serde_json::json!({"seed": 4, "tensors": tensors})).unwrap();
+        let plan = Arc::new(crate::plan::build(req, &crate::plan::Limits::UNLIMITED).unwrap());
+        let g = Generator::new(plan.clone());
+        let mut scratch = Scratch::default();
+        let mut first = vec![0f32; 30];
+        g.fill(0, 0, &mut first, &mut scratch);
+        for t in 1..100 {
+            let mut v = vec![0f32; 30];
+            g.fill(t, 0, &mut v, &mut scratch);
+        }
+        assert_eq!(lock(&g.kept).len(), WHOLE_KEPT_COUNT);
+        assert!(lock(&g.whole[0]).is_none(), "the oldest was evicted");
+        let kept = g.whole.iter().filter(|w| lock(w).is_some()).count();
+        assert_eq!(kept, WHOLE_KEPT_COUNT);
+        let mut again = vec![0f32; 30];
+        g.fill(0, 0, &mut again, &mut scratch);
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&first), bits(&again));
+        // A fresh generator agrees too.
+        let mut fresh = vec![0f32; 30];
+        Generator::new(plan).fill(0, 0, &mut fresh, &mut Scratch::default());
+        assert_eq!(bits(&first), bits(&fresh));
     }
 }

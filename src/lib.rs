@@ -19,29 +19,34 @@
 //!
 //! | module | owns | uses |
 //! |---|---|---|
-//! | `error` | `SpecError` and the stable `ErrorCode`s of the core | leaf |
+//! | `error` | the one error model: every stable `ErrorCode` (content and HTTP edge) with its status, `SpecError`, the one envelope renderer | leaf |
+//! | `terms` | the shared vocabulary: `Framework`, `DType`, `Activation`, and `terms::fields` (typed JSON access with JSON paths); `spec` re-exports all of it at its old paths | `error` |
 //! | `simd` | the SIMD level (CPU features capped by one test switch) and `multiversion!` | leaf |
 //! | `math` | branch-free f32 `ln`, `sincos_2pi`, `erfinv_factor` (the bit-exact transforms) | leaf |
 //! | `rng` | ChaCha8 keystream: seed → key, identity → stream id, words at any position | `simd` |
 //! | `sample` | element kernels (uniform, Box–Muller normal, truncated normal) over stream words | `rng`, `math`, `simd` |
 //! | `structured` | whole-tensor initializers: blocked Householder QR (orthogonal, delta-orthogonal), sparse | `rng`, `sample`, `simd` |
-//! | `spec` | the request model: parse and validate JSON into `Request`, its canonical JSON; `spec::fields` is the JSON-path toolkit | `error`, `init::catalogue`, `hf` |
-//! | `init` | the initializer catalogue (`init::catalogue`: names, aliases, parameters, defaults), the typed initializer `init::Init` it parses into (which fans a variant reads, whole-tensor or not), fan rules, `auto`, resolution to sampler constants (`ValueSource`, `WholeTensor`, `Element`) | `error`, `sample`, `spec` |
-//! | `hf` | Hugging Face `config.json` → the tensors `save_pretrained` writes and their `_init_weights` rule | `error`, `spec::fields` |
-//! | `plan` | request → tensors in file order: naming, layer defaults, layouts, `only`/`shard`, offsets, safetensors header, ETag, `Format` (`plan::arch`: recurrent and attention layers) | `error`, `init`, `rng`, `sample`, `spec`, `hf` |
+//! | `init` | the initializer catalogue (`init::catalogue`: names, aliases, parameters, defaults), the typed initializer `init::Init` it parses into (which fans a variant reads, whole-tensor or not), framework-scoped names (`init::scoped`), fan rules, `auto`, resolution to sampler constants (`ValueSource`, `WholeTensor`, `Element`) | `error`, `terms`, `sample`, `keras::initializers` |
+//! | `keras` | `keras_model`: a Keras 3 `model.to_json()` → its weights, names and initializers (`keras::initializers`: Keras classes → catalogue entries) | `error`, `terms`, `init::catalogue` |
+//! | `hf` | Hugging Face `config.json` → the tensors `save_pretrained` writes and their `_init_weights` rule | `error`, `terms` |
+//! | `spec` | the request model: parse and validate JSON into `Request`, its canonical JSON | `error`, `terms`, `init`, `hf`, `keras`, `recipe` |
+//! | `recipe` | deep-network initialization recipes (`"recipe"`), applied to resolved initializers | `error`, `terms`, `init`, `sample`, `spec` |
+//! | `plan` | request → tensors in file order: naming, layer defaults, layouts, `only`/`shard`, offsets, safetensors header, ETag, `Format` (`plan::arch`: recurrent and attention layers; `plan::keras`: `keras_model` weights) | `error`, `terms`, `init`, `rng`, `sample`, `spec`, `hf`, `keras`, `recipe`, `analyze` (the adaptive recipe) |
 //! | `generate` | values of any element range of any planned tensor, in its output layout | `plan`, `init`, `rng`, `sample`, `structured` |
 //! | `encode` | the safetensors virtual file (`read_at`), the JSON body stream, dtype rounding, shortest number formatting | `generate`, `plan`, `init`, `rng`, `spec` |
-//! | `analyze` | the signal-propagation report (`/v1/analyze`) | `generate`, `init`, `plan`, `rng`, `sample`, `spec` |
+//! | `analyze` | the signal-propagation report (`/v1/analyze`) and the adaptive recipe's calibration | `generate`, `hf`, `init`, `plan`, `recipe`, `rng`, `sample`, `spec` |
 //! | `config` | service settings from `PARAMINIT_*` environment variables | `plan` (limits) |
-//! | `cli` | the command line: `serve`, `generate`, `plan`, `analyze`, `healthcheck` | `analyze`, `encode`, `error`, `generate`, `plan`, `spec` |
-//! | `http` | the async edge: routes, negotiation, ranges, streaming bridge, error envelope, metrics, middleware, the accept loop, signals, the healthcheck client | `analyze`, `config`, `encode`, `error`, `generate`, `init`, `plan`, `spec` |
+//! | `cli` | the command line: `serve`, `generate`, `plan`, `analyze`, `healthcheck` | `analyze`, `config`, `encode`, `error`, `generate`, `plan`, `spec` (`main.rs` calls `http::serve` and `http::healthcheck`) |
+//! | `http` | the async edge, a file per job: `routes` (router, handlers), `responses` (ETag, 304/412, ranges, content headers), `server` (accept loop, connection limits, timeouts, panic hook, signals, shutdown), `healthcheck` (probe client), `state`, `errors` (`ApiError`: a `SpecError` plus status and headers; the common errors' constructors; the body extractor), `query` (`Query`-extracted parameters), `negotiate`, `range`, `stream`, `metrics`, `middleware` | `analyze`, `config`, `encode`, `error`, `generate`, `init`, `plan`, `spec` |
 //!
-//! Dependencies point down this table (a module uses only modules listed above it), except
-//! two known two-way pairs that remain: `spec` ↔ `init` (the request parser reads
-//! initializers through `init::catalogue`, which uses `spec::fields`; `init` also names
-//! `spec::Framework`/`Activation`) and `spec` ↔ `hf` (`spec` parses `hf_config` through `hf`,
-//! which uses `spec::fields`). Both go away when the shared leaf types (framework, activation,
-//! JSON paths) move to a leaf module (issue 14, item 1).
+//! Dependencies point down this table (a module uses only modules listed above it), with three
+//! known exceptions that remain: `init` ↔ `keras` (`init::scoped` maps Keras names through
+//! `keras::initializers`, which builds `init::catalogue` entries), `spec` ↔ `recipe` (`spec`
+//! parses `"recipe"` through `recipe::parse`; `recipe` reads the parsed `spec::Request`) and
+//! `plan` ↔ `analyze` (`plan::build` calibrates the adaptive recipe with `analyze::calibrate`,
+//! which measures a built plan). `spec` ↔ `hf` is gone: `hf`
+//! uses only `terms`, and `spec` uses `hf`. `init` names `crate::spec::fields` once
+//! (`init::catalogue`), which is the `terms::fields` re-export, not a use of `spec`.
 //!
 //! `docs/determinism.md` specifies every output byte; `tests/pinned_outputs.rs` proves a
 //! refactor changed none.
@@ -64,3 +69,4 @@ pub mod sample;
 pub mod simd;
 pub mod spec;
 pub mod structured;
+pub mod terms;

@@ -29,8 +29,8 @@ use serde_json::{Map, Value, json};
 use crate::error::{ErrorCode, Result, SpecError};
 use crate::init::{self, Element, Init, Resolved, TensorCtx, ValueSource, WholeTensor};
 use crate::sample::{Kernel, TruncParams};
-use crate::spec::fields::{Obj, join, wrong_type};
 use crate::spec::{Framework, LayerKind, Request};
+use crate::terms::fields::{Obj, join, wrong_type};
 
 /// The recipes, with their resolved parameters (`None`: taken from the model).
 #[derive(Clone, Debug, PartialEq)]

@@ -3,8 +3,21 @@
 //! and sparse (torch/nn/init.py `sparse_`). Each is a pure function of (seed, stream, shape,
 //! parameters) computed in a fixed operation order, so it is identical on every machine and
 //! for every thread count.
+//!
+//! Memory: the QR works in place in one copy of the matrix in f64 (its column blocks padded to
+//! `QR_BLOCK` columns, or exactly `n` columns wide when the thin side n is smaller than a
+//! block), plus one `B × B` T factor per panel; Q is built over the Householder vectors. Peak:
+//! the N(0,1) draw (4 bytes an element) with that copy, then the copy with the f32 result, so
+//! at most 12 bytes per padded element: 3× the f32 tensor when n < 64 or n is a multiple of 64,
+//! under 6× in the worst padding (n = 65). See docs/operations.md, "Limits and their defaults".
+//!
+//! Cancellation: the computations take a flag (set by the HTTP side when the client has gone)
+//! and look at it between panels and between row chunks; a set flag ends the computation with
+//! `Cancelled` and no value. It never changes a value that is returned.
 
 #![allow(clippy::needless_range_loop)] // kernels index fixed-size rows and columns
+
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::rng::{AUX_REGION, WordReader};
 use crate::sample::{Kernel, fill, fill_normal_pairs};
@@ -14,21 +27,81 @@ use crate::simd::multiversion;
 pub const QR_BLOCK: usize = 64;
 const B: usize = QR_BLOCK;
 
+/// Rows per parallel task when Q is formed over a block's Householder vectors.
+const ROW_CHUNK: usize = 4096;
+
+/// A whole-tensor computation stopped because its cancellation flag was set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cancelled;
+
+fn check(cancel: &AtomicBool) -> Result<(), Cancelled> {
+    if cancel.load(Ordering::Relaxed) {
+        Err(Cancelled)
+    } else {
+        Ok(())
+    }
+}
+
 /// Draws `rows × cols` N(0,1) values (elements 0.. of the tensor's stream, row-major) and
 /// returns a `rows × cols` row-major matrix with orthonormal rows (rows ≤ cols) or columns
-/// (rows > cols), multiplied by `gain`, in f64. Uses the current rayon pool; the result does
-/// not depend on its size.
-pub fn orthogonal_matrix(reader: &mut WordReader, rows: usize, cols: usize, gain: f64) -> Vec<f64> {
+/// (rows > cols), multiplied by `gain` in f64 and rounded to f32. Uses the current rayon pool;
+/// the result does not depend on its size.
+pub fn orthogonal_matrix(
+    reader: &mut WordReader,
+    rows: usize,
+    cols: usize,
+    gain: f64,
+    cancel: &AtomicBool,
+) -> Result<Vec<f32>, Cancelled> {
+    let (q, transpose) = orthogonal_q(reader, rows, cols, cancel)?;
+    let mut out = Vec::with_capacity(rows * cols);
+    for r in 0..rows {
+        for c in 0..cols {
+            let v = if transpose { q.get(c, r) } else { q.get(r, c) };
+            out.push((gain * v) as f32);
+        }
+    }
+    Ok(out)
+}
+
+/// Q of `orthogonal_matrix` before the gain, in f64, and whether it is stored transposed (as
+/// `cols × rows`).
+fn orthogonal_q(
+    reader: &mut WordReader,
+    rows: usize,
+    cols: usize,
+    cancel: &AtomicBool,
+) -> Result<(Blocked, bool), Cancelled> {
+    // QR needs a tall matrix: work on Aᵀ when A is wide (as torch does).
+    let transpose = rows < cols;
+    let n = rows.min(cols);
+    orthogonal_q_width(reader, rows, cols, block_width(n), cancel).map(|q| (q, transpose))
+}
+
+/// The stored width of a column block: `B`, or `n` itself for a matrix thinner than a block
+/// (one block, no padding: a `[1, 2^24]` tensor would otherwise take 64 f64 per element).
+fn block_width(n: usize) -> usize {
+    if n < B { n.max(1) } else { B }
+}
+
+/// `orthogonal_q` with blocks `bw` columns wide (`B`, or n when n < `B`; any n ≤ bw ≤ `B` gives
+/// the same values, which the tests check).
+fn orthogonal_q_width(
+    reader: &mut WordReader,
+    rows: usize,
+    cols: usize,
+    bw: usize,
+    cancel: &AtomicBool,
+) -> Result<Blocked, Cancelled> {
     let mut a = vec![0f32; rows * cols];
     fill_normal_pairs(reader, 0, &mut a);
-    // QR needs a tall matrix: work on Aᵀ when A is wide (as torch does).
     let transpose = rows < cols;
     let (m, n) = if transpose {
         (cols, rows)
     } else {
         (rows, cols)
     };
-    let mut w = Blocked::zeros(m, n);
+    let mut w = Blocked::zeros(m, n, bw);
     for r in 0..rows {
         for c in 0..cols {
             let v = a[r * cols + c] as f64;
@@ -40,113 +113,298 @@ pub fn orthogonal_matrix(reader: &mut WordReader, rows: usize, cols: usize, gain
         }
     }
     drop(a);
-    let q = householder_q(w);
-    let mut out = vec![0f64; rows * cols];
-    for r in 0..rows {
-        for c in 0..cols {
-            let v = if transpose { q.get(c, r) } else { q.get(r, c) };
-            out[r * cols + c] = gain * v;
-        }
-    }
-    out
+    householder_q(w, cancel)
 }
 
-/// An m×n matrix stored as column blocks of `B` columns, each block m rows × B (row-major,
+/// An m×n matrix stored as column blocks of `bw` columns, each block m rows × bw (row-major,
 /// the columns past n in the last block are zero). A block is one contiguous slice, so blocks
-/// can be updated in parallel.
+/// can be updated in parallel. `bw` is `B`, or n < `B` (then there is one block).
 struct Blocked {
     m: usize,
     n: usize,
+    bw: usize,
     blocks: Vec<Vec<f64>>,
 }
 
 impl Blocked {
-    fn zeros(m: usize, n: usize) -> Blocked {
-        let nb = n.div_ceil(B);
+    fn zeros(m: usize, n: usize, bw: usize) -> Blocked {
+        let nb = n.div_ceil(bw);
         Blocked {
             m,
             n,
-            blocks: (0..nb).map(|_| vec![0f64; m * B]).collect(),
+            bw,
+            blocks: (0..nb).map(|_| vec![0f64; m * bw]).collect(),
         }
     }
     fn get(&self, r: usize, c: usize) -> f64 {
-        self.blocks[c / B][r * B + c % B]
+        self.blocks[c / self.bw][r * self.bw + c % self.bw]
     }
     fn set(&mut self, r: usize, c: usize, v: f64) {
-        self.blocks[c / B][r * B + c % B] = v;
+        self.blocks[c / self.bw][r * self.bw + c % self.bw] = v;
     }
-}
-
-/// One panel's compact-WY form: H_{j0} … H_{j0+w−1} = I − V T Vᵀ on rows j0.. .
-struct Panel {
-    j0: usize,
-    w: usize,
-    /// (m − j0) × B row-major: column a is Householder vector j0 + a (zero above its diagonal
-    /// and in columns ≥ w).
-    v: Vec<f64>,
-    /// B × B row-major, upper triangular.
-    t: Vec<f64>,
 }
 
 /// Thin Q (m×n, m ≥ n) of the QR decomposition of `w` with R's diagonal made positive (Q's
 /// column k multiplied by sign(R[k,k]); sign(0) taken as +1). See `docs/determinism.md`,
 /// "Whole-tensor initializers", for the exact operation order.
-fn householder_q(mut w: Blocked) -> Blocked {
+///
+/// Panel p's Householder vectors V_p stay where the factorization leaves them (block p, rows
+/// j0.., with R above the diagonal zeroed), so the factorization needs no copy. Q is then
+/// accumulated last panel first, as (I − V_0 T_0 V_0ᵀ) … (I − V_last T_last V_lastᵀ) I[:, :n]:
+/// panel p touches only blocks ≥ p, and block p of Q is still I's column block when panel p is
+/// applied to it, so that block is computed over V_p in place (`identity_block_in_place`, the
+/// same operations as `apply_block` on I's block) once the blocks after it have used V_p.
+fn householder_q(mut w: Blocked, cancel: &AtomicBool) -> Result<Blocked, Cancelled> {
     use rayon::prelude::*;
-    let (m, n) = (w.m, w.n);
+    let (m, n, bw) = (w.m, w.n, w.bw);
+    let nb = w.blocks.len();
     let mut diag_sign = vec![false; n];
-    let mut panels: Vec<Panel> = Vec::with_capacity(n.div_ceil(B));
-    for p in 0..n.div_ceil(B) {
-        let j0 = p * B;
-        let width = B.min(n - j0);
+    let mut ts: Vec<Vec<f64>> = Vec::with_capacity(nb);
+    for p in 0..nb {
+        check(cancel)?;
+        let j0 = p * bw;
+        let width = bw.min(n - j0);
         let rows = m - j0;
         let (done, rest) = w.blocks.split_at_mut(p + 1);
-        let pb = &mut done[p][j0 * B..];
+        let pb = &mut done[p][j0 * bw..];
         let mut betas = [0f64; B];
-        factor_panel(pb, rows, width, &mut betas, &mut diag_sign[j0..j0 + width]);
-        // V: the vectors, with the R part above the diagonal zeroed.
-        let mut v = pb.to_vec();
-        for r in 0..rows.min(B) {
-            for a in r + 1..B {
-                v[r * B + a] = 0.0;
+        let neg = &mut diag_sign[j0..j0 + width];
+        if bw == B {
+            factor_panel(pb, rows, width, &mut betas, neg);
+        } else {
+            factor_narrow(pb, rows, bw, width, &mut betas, neg);
+        }
+        // V: the vectors, with the R part above the diagonal zeroed (R itself is not needed:
+        // only the signs of its diagonal, kept in `diag_sign`).
+        for r in 0..rows.min(bw) {
+            for a in r + 1..bw {
+                pb[r * bw + a] = 0.0;
             }
         }
-        let t = build_t(&v, rows, width, &betas);
-        // Trailing columns: C ← (I − V Tᵀ Vᵀ) C, one column block per task.
+        let t = if bw == B {
+            build_t(pb, rows, width, &betas)
+        } else {
+            let mut g = vec![[0f64; B]; B];
+            gram_narrow(pb, rows, bw, &mut g);
+            t_from_gram(&g, width, &betas)
+        };
+        // Trailing columns: C ← (I − V Tᵀ Vᵀ) C, one column block per task (only with `B`-wide
+        // blocks: a narrow matrix is one block).
+        let v: &[f64] = pb;
         rest.par_iter_mut().for_each(|blk| {
-            apply_block(&v, &t, width, &mut blk[j0 * B..], rows, true);
+            apply_block(v, &t, width, &mut blk[j0 * B..], rows, true);
         });
-        panels.push(Panel { j0, w: width, v, t });
+        ts.push(t);
     }
-    drop(w);
-    // Q = (I − V_0 T_0 V_0ᵀ) … (I − V_last T_last V_lastᵀ) applied to I[:, :n], last panel
-    // first; panel p only touches rows ≥ j0 of columns ≥ j0.
-    let mut q = Blocked::zeros(m, n);
-    for j in 0..n {
-        q.set(j, j, 1.0);
-    }
-    for pnl in panels.iter().rev() {
-        let first = pnl.j0 / B;
-        q.blocks[first..].par_iter_mut().for_each(|blk| {
-            apply_block(
-                &pnl.v,
-                &pnl.t,
-                pnl.w,
-                &mut blk[pnl.j0 * B..],
-                m - pnl.j0,
-                false,
-            );
-        });
+    for p in (0..nb).rev() {
+        check(cancel)?;
+        let j0 = p * bw;
+        let width = bw.min(n - j0);
+        let rows = m - j0;
+        let (head, tail) = w.blocks.split_at_mut(p + 1);
+        let vblk = &mut head[p];
+        let t = &ts[p];
+        {
+            let v: &[f64] = &vblk[j0 * bw..];
+            tail.par_iter_mut().for_each(|blk| {
+                apply_block(v, t, width, &mut blk[j0 * B..], rows, false);
+            });
+        }
+        // Rows above j0 of Q's block p are I's zeros until earlier panels reach them.
+        vblk[..j0 * bw].fill(0.0);
+        identity_block_in_place(&mut vblk[j0 * bw..], bw, rows, width, t, cancel)?;
     }
     for (j, neg) in diag_sign.iter().enumerate() {
         if *neg {
             for r in 0..m {
-                let x = q.get(r, j);
-                q.set(r, j, -x);
+                let x = w.get(r, j);
+                w.set(r, j, -x);
             }
         }
     }
-    q
+    Ok(w)
+}
+
+/// `apply_block(V, T, width, C, rows, false)` for C = I's column block (C[r][j] = 1 if r = j,
+/// else 0), written over V itself (`vb`: `rows × bw` row-major, V's column a in column a).
+///
+/// W1 = Vᵀ C is the fma chain acc ← fma(V[r][a], C[r][j], acc) from +0.0 over r ascending.
+/// V is finite, so each product is exact (±0 or V[r][a]) and each fma is the plain sum: for
+/// r < j the sum stays +0.0 (+0 + ±0 = +0), at r = j it becomes +0.0 + V[j][a], after that
+/// adding ±0 changes nothing. So W1[a][j] = 0.0 + V[j][a] exactly (for j < width; the padding
+/// columns of C are zero, so their W1 is +0.0). W2 = T W1 is then formed as `apply_block`
+/// forms it, and each row of the result, C[r][j] − Σ_a fma(V[r][a], W2[a][j]), needs only row
+/// r of V, so the row is read whole and then overwritten.
+fn identity_block_in_place(
+    vb: &mut [f64],
+    bw: usize,
+    rows: usize,
+    width: usize,
+    t: &[f64],
+    cancel: &AtomicBool,
+) -> Result<(), Cancelled> {
+    use rayon::prelude::*;
+    let mut w1 = [[0f64; B]; B];
+    for b in 0..width {
+        for j in 0..width {
+            w1[b][j] = 0.0 + vb[j * bw + b];
+        }
+    }
+    let mut w2 = [[0f64; B]; B];
+    for a in 0..width {
+        let mut acc = [0f64; B];
+        for b in a..width {
+            let x = t[a * B + b];
+            for j in 0..B {
+                acc[j] += x * w1[b][j];
+            }
+        }
+        w2[a] = acc;
+    }
+    let stop = AtomicBool::new(false);
+    vb[..rows * bw]
+        .par_chunks_mut(ROW_CHUNK * bw)
+        .enumerate()
+        .for_each(|(k, chunk)| {
+            if cancel.load(Ordering::Relaxed) {
+                stop.store(true, Ordering::Relaxed);
+                return;
+            }
+            identity_rows(chunk, bw, width, &w2, k * ROW_CHUNK);
+        });
+    if stop.load(Ordering::Relaxed) {
+        return Err(Cancelled);
+    }
+    Ok(())
+}
+
+/// Rows `first..` of `identity_block_in_place`: row r ← e_r − Σ_a fma(V[r][a], W2[a][·]) (a
+/// ascending, from +0.0; e_r is I's row r within the block).
+fn identity_rows(chunk: &mut [f64], bw: usize, width: usize, w2: &[[f64; B]; B], first: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::simd::avx2() && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU supports FMA (checked just above).
+        unsafe { identity_rows_fma(chunk, bw, width, w2, first) };
+        return;
+    }
+    for (i, row) in chunk.chunks_exact_mut(bw).enumerate() {
+        let mut vrow = [0f64; B];
+        vrow[..bw].copy_from_slice(row);
+        let mut acc = [0f64; B];
+        for a in 0..width {
+            let x = vrow[a];
+            for j in 0..bw {
+                acc[j] = libm::fma(x, w2[a][j], acc[j]);
+            }
+        }
+        let r = first + i;
+        for j in 0..bw {
+            let e = if r == j && j < width { 1.0 } else { 0.0 };
+            row[j] = e - acc[j];
+        }
+    }
+}
+
+/// `identity_rows` with the hardware fused multiply-add (`mul_add` is IEEE fusedMultiplyAdd,
+/// one rounding, the same value as `libm::fma`).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "fma,avx2")]
+fn identity_rows_fma(chunk: &mut [f64], bw: usize, width: usize, w2: &[[f64; B]; B], first: usize) {
+    for (i, row) in chunk.chunks_exact_mut(bw).enumerate() {
+        let mut vrow = [0f64; B];
+        vrow[..bw].copy_from_slice(row);
+        let mut acc = [0f64; B];
+        for a in 0..width {
+            let x = vrow[a];
+            for j in 0..bw {
+                acc[j] = x.mul_add(w2[a][j], acc[j]);
+            }
+        }
+        let r = first + i;
+        for j in 0..bw {
+            let e = if r == j && j < width { 1.0 } else { 0.0 };
+            row[j] = e - acc[j];
+        }
+    }
+}
+
+/// `factor_panel` for a narrow panel (`rows × bw` row-major, bw < B, columns < `width` used):
+/// the same operations per column, on rows of bw instead of B.
+fn factor_narrow(
+    pb: &mut [f64],
+    rows: usize,
+    bw: usize,
+    width: usize,
+    betas: &mut [f64; B],
+    neg: &mut [bool],
+) {
+    for k in 0..width {
+        let mut norm2 = 0.0;
+        for r in k..rows {
+            let x = pb[r * bw + k];
+            norm2 += x * x;
+        }
+        let norm = norm2.sqrt();
+        let x0 = pb[k * bw + k];
+        let alpha = if x0 >= 0.0 { -norm } else { norm };
+        neg[k] = alpha < 0.0;
+        pb[k * bw + k] = x0 - alpha;
+        let mut vn2 = 0.0;
+        for r in k..rows {
+            let x = pb[r * bw + k];
+            vn2 += x * x;
+        }
+        if vn2 == 0.0 {
+            betas[k] = 0.0;
+            continue;
+        }
+        let beta = 2.0 / vn2;
+        betas[k] = beta;
+        reflect_narrow(pb, rows, bw, k, beta);
+    }
+}
+
+multiversion! {
+/// `panel_reflect` on a narrow panel: s_j = β·(Σ_{r≥k} v_r·P[r,j]) (r ascending), P[r,j] =
+/// P[r,j] − s_j·v_r, for the columns j > k.
+fn reflect_narrow(pb: &mut [f64], rows: usize, bw: usize, k: usize, beta: f64) {
+    {
+        let mut s = [0f64; B];
+        for r in k..rows {
+            let row = &pb[r * bw..r * bw + bw];
+            let v = row[k];
+            for j in k + 1..bw {
+                s[j] += v * row[j];
+            }
+        }
+        for x in s.iter_mut() {
+            *x *= beta;
+        }
+        for r in k..rows {
+            let row = &mut pb[r * bw..r * bw + bw];
+            let v = row[k];
+            for j in k + 1..bw {
+                row[j] -= s[j] * v;
+            }
+        }
+    }
+}
+}
+
+multiversion! {
+/// `gram` on a narrow panel: G[a][b] = Σ_r V[r][a]·V[r][b] (r ascending), a, b < bw.
+fn gram_narrow(v: &[f64], rows: usize, bw: usize, g: &mut [[f64; B]]) {
+    for r in 0..rows {
+        let row = &v[r * bw..r * bw + bw];
+        for a in 0..bw {
+            let x = row[a];
+            let ga = &mut g[a];
+            for b in 0..bw {
+                ga[b] += x * row[b];
+            }
+        }
+    }
+}
 }
 
 /// Unblocked Householder QR of a `rows × B` row-major panel (columns < `width` used), in place:
@@ -211,6 +469,11 @@ fn panel_reflect(pb: &mut [f64], rows: usize, k: usize, beta: f64) {
 fn build_t(v: &[f64], rows: usize, width: usize, betas: &[f64; B]) -> Vec<f64> {
     let mut g = vec![[0f64; B]; B];
     gram(v, rows, width, &mut g);
+    t_from_gram(&g, width, betas)
+}
+
+/// T from G (`build_t` after its Gram matrix).
+fn t_from_gram(g: &[[f64; B]], width: usize, betas: &[f64; B]) -> Vec<f64> {
     let mut t = vec![0f64; B * B];
     for i in 0..width {
         t[i * B + i] = betas[i];
@@ -407,19 +670,22 @@ pub fn orthogonal(
     logical_shape: &[u64],
     rows_axes: usize,
     gain: f64,
-) -> Vec<f32> {
+    cancel: &AtomicBool,
+) -> Result<Vec<f32>, Cancelled> {
     let split = rows_axes.clamp(1, logical_shape.len().max(1));
     let rows = logical_shape[..split].iter().product::<u64>() as usize;
     let cols = logical_shape[split..].iter().product::<u64>() as usize;
-    orthogonal_matrix(reader, rows, cols, gain)
-        .into_iter()
-        .map(|x| x as f32)
-        .collect()
+    orthogonal_matrix(reader, rows, cols, gain, cancel)
 }
 
 /// jax `delta_orthogonal` on the logical `[out, in, *k]` tensor: zero except the centre tap
 /// ((k−1)//2 on every spatial axis), which holds scale·Q for an orthogonal `[out, in]` Q.
-pub fn delta_orthogonal(reader: &mut WordReader, logical_shape: &[u64], scale: f64) -> Vec<f32> {
+pub fn delta_orthogonal(
+    reader: &mut WordReader,
+    logical_shape: &[u64],
+    scale: f64,
+    cancel: &AtomicBool,
+) -> Result<Vec<f32>, Cancelled> {
     let out_c = logical_shape[0] as usize;
     let in_c = logical_shape[1] as usize;
     let spatial = &logical_shape[2..];
@@ -428,14 +694,14 @@ pub fn delta_orthogonal(reader: &mut WordReader, logical_shape: &[u64], scale: f
     for &k in spatial {
         centre = centre * k as usize + (k as usize - 1) / 2;
     }
-    let q = orthogonal_matrix(reader, out_c, in_c, scale);
+    let q = orthogonal_matrix(reader, out_c, in_c, scale, cancel)?;
     let mut w = vec![0f32; out_c * in_c * taps];
     for o in 0..out_c {
         for i in 0..in_c {
-            w[(o * in_c + i) * taps + centre] = q[o * in_c + i] as f32;
+            w[(o * in_c + i) * taps + centre] = q[o * in_c + i];
         }
     }
-    w
+    Ok(w)
 }
 
 /// torch `sparse_`: N(0, std²) values (the tensor's normal stream), then in each column
@@ -468,6 +734,76 @@ pub fn sparse(reader: &mut WordReader, logical_shape: &[u64], sparsity: f64, std
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Q·gain row-major in f64 (before the rounding to f32), for the orthonormality checks.
+    fn orthogonal_matrix(reader: &mut WordReader, rows: usize, cols: usize, gain: f64) -> Vec<f64> {
+        let never = AtomicBool::new(false);
+        let (q, transpose) = orthogonal_q(reader, rows, cols, &never).unwrap();
+        let mut out = Vec::with_capacity(rows * cols);
+        for r in 0..rows {
+            for c in 0..cols {
+                out.push(gain * if transpose { q.get(c, r) } else { q.get(r, c) });
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_narrow_block_gives_the_padded_blocks_values() {
+        // A matrix thinner than a block is stored n columns wide instead of padded to B; the
+        // values must not move (bit for bit, both orientations, every SIMD level).
+        let never = AtomicBool::new(false);
+        for level in [2u8, 0] {
+            crate::simd::with_limit(level, || {
+                for (rows, cols) in [
+                    (1, 1),
+                    (1, 300),
+                    (300, 1),
+                    (5, 8),
+                    (3, 5000),
+                    (63, 700),
+                    (700, 63),
+                    (2, 2),
+                    (40, 41),
+                    (9000, 7),
+                ] {
+                    let n = rows.min(cols);
+                    let get = |bw: usize| {
+                        let mut r = WordReader::new(5, 9);
+                        let q = orthogonal_q_width(&mut r, rows, cols, bw, &never).unwrap();
+                        let (m, n) = (q.m, q.n);
+                        (0..m)
+                            .flat_map(|i| (0..n).map(move |j| (i, j)))
+                            .map(|(i, j)| q.get(i, j).to_bits())
+                            .collect::<Vec<_>>()
+                    };
+                    let padded = get(B);
+                    assert_eq!(
+                        get(n),
+                        padded,
+                        "{rows}x{cols} at level {level}: n wide vs {B} wide"
+                    );
+                    if n + 3 <= B {
+                        assert_eq!(get(n + 3), padded, "{rows}x{cols}: n + 3 wide");
+                    }
+                }
+            });
+        }
+    }
+
+    #[test]
+    fn a_set_flag_cancels_between_blocks() {
+        let set = AtomicBool::new(true);
+        let mut r = WordReader::new(1, 1);
+        assert_eq!(
+            super::orthogonal_matrix(&mut r, 200, 130, 1.0, &set),
+            Err(Cancelled)
+        );
+        assert_eq!(
+            delta_orthogonal(&mut r, &[4, 3, 3], 1.0, &set),
+            Err(Cancelled)
+        );
+    }
 
     #[test]
     fn q_is_orthonormal_both_ways() {

@@ -323,3 +323,28 @@ fn duplicate_keys_are_refused() {
     let r = spec::parse_bytes(br#"{"seed": 18446744073709551615, "tensors": [{"name": "a", "shape": [1], "init": {"name": "constant", "value": 0.1}}]}"#).unwrap();
     assert_eq!(r.seed, u64::MAX);
 }
+
+#[test]
+fn adaptive_of_many_small_layers_answers() {
+    // The calibration's layer → tensor lookup is indexed (it scanned every tensor per layer).
+    let mut layers = vec![json!({"type": "dense", "in_features": 1, "out_features": 1})];
+    layers.extend((1..50_000).map(|_| json!({"type": "dense", "out_features": 1})));
+    let r = spec::parse(&json!({"seed": 1, "layers": layers, "recipe": "adaptive"})).unwrap();
+    let start = Instant::now();
+    let p = plan::build(r, &DEFAULT).unwrap();
+    assert_eq!(p.tensors.len(), 100_000);
+    eprintln!("adaptive over 50,000 layers: {:?}", start.elapsed());
+}
+
+#[test]
+fn adaptive_activations_are_bounded_before_the_pass() {
+    // 2^23 weights pass the work bound (128 × 2^23 = 2^30), but a batch of 128 through a
+    // 1 → 2^23 layer would hold 8 GB of activations.
+    let (code, path, msg) = refused(&json!({"seed": 1, "recipe": "adaptive", "layers": [
+        {"type": "dense", "in_features": 1, "out_features": 8_388_608}]}));
+    assert_eq!(
+        (code.as_str(), path.as_str()),
+        ("limit_exceeded", "layers[0]")
+    );
+    assert!(msg.contains("activation"), "{msg}");
+}

@@ -286,3 +286,97 @@ async fn spec_is_percent_decoded() {
     let v = json_of(&app, get("/v1/init?spec=%G1"), StatusCode::BAD_REQUEST).await;
     assert_envelope(&v, "invalid_query", Some("?spec"));
 }
+
+/// `format=` and `batch=` go through the same percent-decoding as `spec=`; repeated and unknown
+/// parameters keep their rules (format: last wins, every value checked; unknown: ignored).
+#[tokio::test]
+async fn format_and_batch_are_percent_decoded() {
+    let app = app();
+    let body = r#"{"seed": 1, "tensors": [{"name": "a", "shape": [2], "init": "ones"}]}"#;
+    let plain = send(&app, post("/v1/init?format=safetensors", body)).await;
+    assert_eq!(plain.status(), StatusCode::OK);
+    let plain = body_bytes(plain).await;
+    let escaped = send(&app, post("/v1/init?format=%73afetensors&x=%ZZ", body)).await;
+    assert_eq!(
+        escaped.headers()["content-type"],
+        "application/octet-stream"
+    );
+    assert_eq!(body_bytes(escaped).await, plain);
+    let last = send(&app, post("/v1/init?format=json&format=safetensors", body)).await;
+    assert_eq!(body_bytes(last).await, plain);
+    let v = json_of(
+        &app,
+        post("/v1/init?format=xml&format=json", body),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert_envelope(&v, "invalid_query", Some("?format"));
+    assert_eq!(
+        v["error"]["message"],
+        "unknown format \"xml\"; use json or safetensors"
+    );
+    let v = json_of(
+        &app,
+        post("/v1/analyze?batch=%36%34", SEED_MLP),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(v["batch_size"], 64);
+    let v = json_of(
+        &app,
+        post("/v1/analyze?batch=%30", SEED_MLP),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert_envelope(&v, "invalid_query", Some("?batch"));
+}
+
+/// A body at the size limit takes a second or more to parse and validate; that runs off the
+/// async workers, so `/healthz` answers meanwhile even on a runtime of one worker thread (on
+/// which a parse on the worker would hold it for the whole parse).
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_big_body_is_parsed_off_the_async_workers() {
+    let addr = start(test_config()).await;
+    tokio::task::spawn_blocking(move || {
+        // 90,000 valid tensors, then one with an unknown initializer: the whole body is parsed
+        // and validated, and the answer is a 422, so no plan is built.
+        let mut body = String::from(r#"{"seed":1,"tensors":["#);
+        for i in 0..90_000 {
+            body.push_str(&format!(
+                r#"{{"name":"block.{i:06}.weight","shape":[1],"init":{{"name":"normal","std":0.02}}}},"#
+            ));
+        }
+        body.push_str(r#"{"name":"last","shape":[1],"init":"no_such_initializer"}]}"#);
+        assert!(body.len() < 8 << 20, "{} bytes", body.len());
+        let (sent_tx, sent_rx) = std::sync::mpsc::channel();
+        let big = std::thread::spawn(move || {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+            write!(
+                s,
+                "POST /v1/plan HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            )
+            .unwrap();
+            s.write_all(body.as_bytes()).unwrap();
+            let sent = Instant::now();
+            sent_tx.send(()).unwrap();
+            let mut text = String::new();
+            let _ = s.read_to_string(&mut text);
+            (text, sent.elapsed())
+        });
+        sent_rx.recv().unwrap();
+        let t = Instant::now();
+        let health = http_get(addr, "/healthz");
+        let health_latency = t.elapsed();
+        let (text, parse) = big.join().unwrap();
+        assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+        assert!(text.starts_with("HTTP/1.1 422"), "{}", &text[..text.len().min(300)]);
+        assert!(
+            health_latency * 2 < parse,
+            "/healthz took {health_latency:?} while the body took {parse:?} to parse"
+        );
+    })
+    .await
+    .unwrap();
+}

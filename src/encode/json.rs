@@ -48,6 +48,35 @@ fn format_values(
     write_numbers(buf, dtype, values, first > 0)
 }
 
+/// Appends `parts[i][..lens[i]]` to `out` in order. With several parts the copies run in
+/// parallel into disjoint ranges of `out`'s spare capacity: done serially, this copy was about a
+/// tenth of a step's time on two threads and kept JSON from scaling with them.
+fn append_parts(out: &mut Vec<u8>, parts: &[Vec<u8>], lens: &[usize]) {
+    let total: usize = lens.iter().sum();
+    out.reserve(total);
+    if parts.len() == 1 {
+        out.extend_from_slice(&parts[0][..lens[0]]);
+        return;
+    }
+    let start = out.len();
+    let mut rest = &mut out.spare_capacity_mut()[..total];
+    let mut dests = Vec::with_capacity(parts.len());
+    for &len in lens {
+        let (d, r) = rest.split_at_mut(len);
+        dests.push(d);
+        rest = r;
+    }
+    dests
+        .into_par_iter()
+        .zip(parts.par_iter().zip(lens.par_iter()))
+        .for_each(|(d, (p, &len))| {
+            d.write_copy_of_slice(&p[..len]);
+        });
+    // SAFETY: the `total` bytes after `start` were all written just above (the destination
+    // slices partition exactly that range, and each received a copy of its full length).
+    unsafe { out.set_len(start + total) };
+}
+
 impl JsonBody {
     pub fn new(generator: Generator, chunk: usize) -> JsonBody {
         JsonBody {
@@ -156,10 +185,7 @@ impl JsonBody {
                             format_values(&mut self.parts[0], dtype, &self.values[..n], next);
                         1
                     };
-                    out.reserve(self.lens[..parts].iter().sum());
-                    for (p, &len) in self.parts.iter().zip(&self.lens[..parts]) {
-                        out.extend_from_slice(&p[..len]);
-                    }
+                    append_parts(&mut out, &self.parts[..parts], &self.lens[..parts]);
                     self.phase = Phase::Data {
                         tensor,
                         next: next + n as u64,

@@ -9,15 +9,15 @@
 //! as the head's `bias`: left out when tied, written (zeros) when untied, as `save_pretrained`
 //! does. Only `BertModel`, `RobertaModel` and `BertForSequenceClassification` have a pooler.
 
-use serde_json::{Map, Value, json};
-
 use super::{
     Arch, BIAS, Cfg, EMBED, Fam, Head, HfInit, HfTensor, LINEAR, generic_std, layer_norm, linear,
     linear_head, normal, t,
 };
 use crate::error::Result;
 
-#[derive(Clone, Debug, PartialEq)]
+/// Serialized field by field as the canonical `hf_config` keys (`HfModel::to_json`): the
+/// field names are transformers' config keys.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct BertConfig {
     pub vocab_size: u64,
     pub hidden_size: u64,
@@ -79,28 +79,6 @@ impl BertConfig {
             tie_word_embeddings: c.bool("tie_word_embeddings", true)?,
             initializer_range: c.init_range()?,
         })
-    }
-
-    pub(super) fn write(&self, m: &mut Map<String, Value>) {
-        m.insert("vocab_size".into(), json!(self.vocab_size));
-        m.insert("hidden_size".into(), json!(self.hidden_size));
-        m.insert("num_hidden_layers".into(), json!(self.num_hidden_layers));
-        m.insert(
-            "num_attention_heads".into(),
-            json!(self.num_attention_heads),
-        );
-        m.insert("intermediate_size".into(), json!(self.intermediate_size));
-        m.insert(
-            "max_position_embeddings".into(),
-            json!(self.max_position_embeddings),
-        );
-        m.insert("type_vocab_size".into(), json!(self.type_vocab_size));
-        m.insert("pad_token_id".into(), json!(self.pad_token_id));
-        m.insert(
-            "tie_word_embeddings".into(),
-            json!(self.tie_word_embeddings),
-        );
-        m.insert("initializer_range".into(), json!(self.initializer_range));
     }
 
     /// `tensors(arch, _).len()` in closed form.

@@ -7,15 +7,15 @@
 //! this service does not generate (422). The masked-LM decoder `vocab_projector.weight` is
 //! tied to the word embeddings unless `tie_word_embeddings` is false; its bias is always saved.
 
-use serde_json::{Map, Value, json};
-
 use super::{
     Arch, BIAS, Cfg, EMBED, Head, HfInit, HfTensor, LINEAR, generic_std, layer_norm, linear,
     linear_head, normal, t,
 };
 use crate::error::Result;
 
-#[derive(Clone, Debug, PartialEq)]
+/// Serialized field by field as the canonical `hf_config` keys (`HfModel::to_json`): the
+/// field names are transformers' config keys.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct DistilBertConfig {
     pub vocab_size: u64,
     pub max_position_embeddings: u64,
@@ -54,24 +54,6 @@ impl DistilBertConfig {
             tie_word_embeddings: c.bool("tie_word_embeddings", true)?,
             initializer_range: c.init_range()?,
         })
-    }
-
-    pub(super) fn write(&self, m: &mut Map<String, Value>) {
-        m.insert("vocab_size".into(), json!(self.vocab_size));
-        m.insert(
-            "max_position_embeddings".into(),
-            json!(self.max_position_embeddings),
-        );
-        m.insert("n_layers".into(), json!(self.n_layers));
-        m.insert("n_heads".into(), json!(self.n_heads));
-        m.insert("dim".into(), json!(self.dim));
-        m.insert("hidden_dim".into(), json!(self.hidden_dim));
-        m.insert("pad_token_id".into(), json!(self.pad_token_id));
-        m.insert(
-            "tie_word_embeddings".into(),
-            json!(self.tie_word_embeddings),
-        );
-        m.insert("initializer_range".into(), json!(self.initializer_range));
     }
 
     /// `tensors(arch, _).len()` in closed form.

@@ -6,15 +6,15 @@
 //! N(0, initializer_range/√(2·n_layer)); `wte`/`wpe` ~ N(0, σ); biases 0; LayerNorm 1 and 0.
 //! `lm_head.weight` is tied to `wte` (left out of the file) unless `tie_word_embeddings` is false.
 
-use serde_json::{Map, Value, json};
-
 use super::{
     Arch, BIAS, Cfg, EMBED, Head, HfInit, HfTensor, NORM_B, NORM_W, generic_std, linear_head,
     normal, t,
 };
 use crate::error::Result;
 
-#[derive(Clone, Debug, PartialEq)]
+/// Serialized field by field as the canonical `hf_config` keys (`HfModel::to_json`): the
+/// field names are transformers' config keys.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Gpt2Config {
     pub vocab_size: u64,
     pub n_positions: u64,
@@ -55,20 +55,6 @@ impl Gpt2Config {
             tie_word_embeddings: c.bool("tie_word_embeddings", true)?,
             initializer_range: c.init_range()?,
         })
-    }
-
-    pub(super) fn write(&self, m: &mut Map<String, Value>) {
-        m.insert("vocab_size".into(), json!(self.vocab_size));
-        m.insert("n_positions".into(), json!(self.n_positions));
-        m.insert("n_embd".into(), json!(self.n_embd));
-        m.insert("n_layer".into(), json!(self.n_layer));
-        m.insert("n_head".into(), json!(self.n_head));
-        m.insert("n_inner".into(), json!(self.n_inner));
-        m.insert(
-            "tie_word_embeddings".into(),
-            json!(self.tie_word_embeddings),
-        );
-        m.insert("initializer_range".into(), json!(self.initializer_range));
     }
 
     /// `tensors(arch, _).len()` in closed form.

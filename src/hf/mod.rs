@@ -25,8 +25,8 @@ mod vit;
 use serde_json::{Map, Value, json};
 
 use crate::error::{ErrorCode, Result, SpecError};
-use crate::spec::DType;
-use crate::spec::fields::join;
+use crate::terms::DType;
+use crate::terms::fields::join;
 
 /// How a tensor is initialized: HF's untruncated normal, `trunc_normal_`, or a constant.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -508,14 +508,23 @@ impl HfModel {
         }
         match &self.family {
             Family::Llama(c) => c.write(self.arch.fam, &mut m),
-            Family::Gpt2(c) => c.write(&mut m),
-            Family::Bert(c) => c.write(&mut m),
-            Family::NeoX(c) => c.write(&mut m),
-            Family::DistilBert(c) => c.write(&mut m),
-            Family::T5(c) => c.write(&mut m),
-            Family::ViT(c) => c.write(&mut m),
+            Family::Gpt2(c) => write_fields(c, &mut m),
+            Family::Bert(c) => write_fields(c, &mut m),
+            Family::NeoX(c) => write_fields(c, &mut m),
+            Family::DistilBert(c) => write_fields(c, &mut m),
+            Family::T5(c) => write_fields(c, &mut m),
+            Family::ViT(c) => write_fields(c, &mut m),
         }
         Value::Object(m)
+    }
+}
+
+/// A family config's fields into the canonical map (its field names are the config keys; the
+/// map is sorted, so the order of the fields does not matter).
+fn write_fields(config: &impl serde::Serialize, m: &mut Map<String, Value>) {
+    // A struct of numbers, booleans, strings and arrays always serializes to an object.
+    if let Ok(Value::Object(fields)) = serde_json::to_value(config) {
+        m.extend(fields);
     }
 }
 
@@ -538,7 +547,7 @@ pub fn parse(v: &Value, path: &str) -> Result<HfModel> {
     let map = match v {
         Value::Object(m) => m,
         other => {
-            return Err(crate::spec::fields::wrong_type(
+            return Err(crate::terms::fields::wrong_type(
                 path,
                 "a Hugging Face config object (config.json or config.to_dict())",
                 other,
@@ -573,11 +582,11 @@ pub fn parse(v: &Value, path: &str) -> Result<HfModel> {
                             )
                         })?,
                 ),
-                other => return Err(crate::spec::fields::wrong_type(&p, "a class name", other)),
+                other => return Err(crate::terms::fields::wrong_type(&p, "a class name", other)),
             }
         }
         Some(other) => {
-            return Err(crate::spec::fields::wrong_type(
+            return Err(crate::terms::fields::wrong_type(
                 &join(path, "architectures"),
                 "a list of class names",
                 other,
@@ -689,7 +698,7 @@ impl<'a> Cfg<'a> {
         match self.get(key) {
             None => Ok(None),
             Some(Value::String(s)) => Ok(Some(s)),
-            Some(v) => Err(crate::spec::fields::wrong_type(
+            Some(v) => Err(crate::terms::fields::wrong_type(
                 &self.path(key),
                 "a string",
                 v,
@@ -701,14 +710,14 @@ impl<'a> Cfg<'a> {
     pub fn size(&self, keys: &[&'static str], default: u64) -> Result<u64> {
         match self.first(keys)? {
             None => Ok(default),
-            Some((v, k)) => crate::spec::fields::positive_size(v, &self.path(k)),
+            Some((v, k)) => crate::terms::fields::positive_size(v, &self.path(k)),
         }
     }
 
     pub fn opt_size(&self, keys: &[&'static str]) -> Result<Option<u64>> {
         match self.first(keys)? {
             None => Ok(None),
-            Some((v, k)) => crate::spec::fields::positive_size(v, &self.path(k)).map(Some),
+            Some((v, k)) => crate::terms::fields::positive_size(v, &self.path(k)).map(Some),
         }
     }
 
@@ -716,7 +725,7 @@ impl<'a> Cfg<'a> {
         match self.get(key) {
             None => Ok(default),
             Some(Value::Bool(b)) => Ok(*b),
-            Some(v) => Err(crate::spec::fields::wrong_type(
+            Some(v) => Err(crate::terms::fields::wrong_type(
                 &self.path(key),
                 "true or false",
                 v,
@@ -737,7 +746,7 @@ impl<'a> Cfg<'a> {
                     "initializer_range must be a finite number ≥ 0",
                 )),
             },
-            Some(v) => Err(crate::spec::fields::wrong_type(
+            Some(v) => Err(crate::terms::fields::wrong_type(
                 &self.path(key),
                 "a number",
                 v,
@@ -754,7 +763,7 @@ impl<'a> Cfg<'a> {
                 .enumerate()
                 .map(|(i, v)| {
                     v.as_u64().ok_or_else(|| {
-                        crate::spec::fields::wrong_type(
+                        crate::terms::fields::wrong_type(
                             &format!("{}[{i}]", self.path(key)),
                             "a layer index",
                             v,
@@ -762,7 +771,7 @@ impl<'a> Cfg<'a> {
                     })
                 })
                 .collect(),
-            Some(v) => Err(crate::spec::fields::wrong_type(
+            Some(v) => Err(crate::terms::fields::wrong_type(
                 &self.path(key),
                 "a list of layer indices",
                 v,
@@ -782,7 +791,7 @@ impl<'a> Cfg<'a> {
                     format!("{key} must be a finite number"),
                 )),
             },
-            Some(v) => Err(crate::spec::fields::wrong_type(
+            Some(v) => Err(crate::terms::fields::wrong_type(
                 &self.path(key),
                 "a number",
                 v,
@@ -798,7 +807,7 @@ impl<'a> Cfg<'a> {
             None => None,
             Some(Value::Object(m)) if !m.is_empty() => Some(m.len() as u64),
             Some(v) => {
-                return Err(crate::spec::fields::wrong_type(
+                return Err(crate::terms::fields::wrong_type(
                     &self.path("id2label"),
                     "a non-empty object of label names",
                     v,
@@ -843,7 +852,7 @@ impl<'a> Cfg<'a> {
                     return Ok(Some(d));
                 }
                 Some(v) => {
-                    return Err(crate::spec::fields::wrong_type(
+                    return Err(crate::terms::fields::wrong_type(
                         &self.path(key),
                         "a dtype name such as \"bfloat16\"",
                         v,
@@ -867,7 +876,7 @@ impl<'a> Cfg<'a> {
                     format!("pad_token_id {n} is not a row of the {vocab}-row embedding"),
                 )),
             },
-            Some(v) => Err(crate::spec::fields::wrong_type(
+            Some(v) => Err(crate::terms::fields::wrong_type(
                 &self.path(key),
                 "an integer or null",
                 v,

@@ -5,15 +5,15 @@
 //! `embed_in` ~ N(0, σ) (no padding row: `embed_in` has no `padding_idx`), biases 0,
 //! LayerNorm 1 and 0.
 
-use serde_json::{Map, Value, json};
-
 use super::{
     Arch, Cfg, EMBED, Head, HfTensor, LINEAR, generic_std, layer_norm, linear, linear_head, normal,
     t,
 };
 use crate::error::Result;
 
-#[derive(Clone, Debug, PartialEq)]
+/// Serialized field by field as the canonical `hf_config` keys (`HfModel::to_json`): the
+/// field names are transformers' config keys.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct NeoXConfig {
     pub vocab_size: u64,
     pub hidden_size: u64,
@@ -45,23 +45,6 @@ impl NeoXConfig {
             tie_word_embeddings: c.bool("tie_word_embeddings", false)?,
             initializer_range: c.init_range()?,
         })
-    }
-
-    pub(super) fn write(&self, m: &mut Map<String, Value>) {
-        m.insert("vocab_size".into(), json!(self.vocab_size));
-        m.insert("hidden_size".into(), json!(self.hidden_size));
-        m.insert("intermediate_size".into(), json!(self.intermediate_size));
-        m.insert("num_hidden_layers".into(), json!(self.num_hidden_layers));
-        m.insert(
-            "num_attention_heads".into(),
-            json!(self.num_attention_heads),
-        );
-        m.insert("attention_bias".into(), json!(self.attention_bias));
-        m.insert(
-            "tie_word_embeddings".into(),
-            json!(self.tie_word_embeddings),
-        );
-        m.insert("initializer_range".into(), json!(self.initializer_range));
     }
 
     /// `tensors(arch, _).len()` in closed form.

@@ -12,12 +12,12 @@
 //! N(0, f·d_model^-½), the token classifier ~ N(0, f); their biases 0. The encoder's and
 //! decoder's `embed_tokens` are `shared` (not saved), as is a tied `lm_head`.
 
-use serde_json::{Map, Value, json};
-
 use super::{Arch, BIAS, Cfg, Head, HfInit, HfTensor, normal, t};
 use crate::error::{ErrorCode, Result, SpecError};
 
-#[derive(Clone, Debug, PartialEq)]
+/// Serialized field by field as the canonical `hf_config` keys (`HfModel::to_json`): the
+/// field names are transformers' config keys.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct T5Config {
     pub vocab_size: u64,
     pub d_model: u64,
@@ -27,7 +27,9 @@ pub struct T5Config {
     pub num_decoder_layers: u64,
     pub num_heads: u64,
     pub relative_attention_num_buckets: u64,
-    /// `feed_forward_proj` starts with `gated-` (wi_0/wi_1 instead of wi).
+    /// `feed_forward_proj` starts with `gated-` (wi_0/wi_1 instead of wi); derived from it,
+    /// so not a key of its own.
+    #[serde(skip)]
     pub gated: bool,
     pub feed_forward_proj: String,
     pub tie_word_embeddings: bool,
@@ -78,26 +80,6 @@ impl T5Config {
             tie_word_embeddings: c.bool("tie_word_embeddings", true)?,
             initializer_factor,
         })
-    }
-
-    pub(super) fn write(&self, m: &mut Map<String, Value>) {
-        m.insert("vocab_size".into(), json!(self.vocab_size));
-        m.insert("d_model".into(), json!(self.d_model));
-        m.insert("d_kv".into(), json!(self.d_kv));
-        m.insert("d_ff".into(), json!(self.d_ff));
-        m.insert("num_layers".into(), json!(self.num_layers));
-        m.insert("num_decoder_layers".into(), json!(self.num_decoder_layers));
-        m.insert("num_heads".into(), json!(self.num_heads));
-        m.insert(
-            "relative_attention_num_buckets".into(),
-            json!(self.relative_attention_num_buckets),
-        );
-        m.insert("feed_forward_proj".into(), json!(self.feed_forward_proj));
-        m.insert(
-            "tie_word_embeddings".into(),
-            json!(self.tie_word_embeddings),
-        );
-        m.insert("initializer_factor".into(), json!(self.initializer_factor));
     }
 
     /// `tensors(arch, _).len()` in closed form.

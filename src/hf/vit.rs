@@ -5,14 +5,16 @@
 //! default absolute bounds a = -2, b = 2. The `mask_token` of masked image modelling is not
 //! part of these classes.
 
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 
 use super::{
     Arch, BIAS, Cfg, Head, HfInit, HfTensor, LINEAR, layer_norm, linear, linear_head, normal, t,
 };
 use crate::error::{ErrorCode, Result, SpecError};
 
-#[derive(Clone, Debug, PartialEq)]
+/// Serialized field by field as the canonical `hf_config` keys (`HfModel::to_json`): the
+/// field names are transformers' config keys.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct ViTConfig {
     pub hidden_size: u64,
     pub num_hidden_layers: u64,
@@ -81,22 +83,6 @@ impl ViTConfig {
             pooler_output_size: c.size(&["pooler_output_size"], hidden_size)?,
             initializer_range,
         })
-    }
-
-    pub(super) fn write(&self, m: &mut Map<String, Value>) {
-        m.insert("hidden_size".into(), json!(self.hidden_size));
-        m.insert("num_hidden_layers".into(), json!(self.num_hidden_layers));
-        m.insert(
-            "num_attention_heads".into(),
-            json!(self.num_attention_heads),
-        );
-        m.insert("intermediate_size".into(), json!(self.intermediate_size));
-        m.insert("image_size".into(), json!(self.image_size));
-        m.insert("patch_size".into(), json!(self.patch_size));
-        m.insert("num_channels".into(), json!(self.num_channels));
-        m.insert("qkv_bias".into(), json!(self.qkv_bias));
-        m.insert("pooler_output_size".into(), json!(self.pooler_output_size));
-        m.insert("initializer_range".into(), json!(self.initializer_range));
     }
 
     /// `tensors(arch, _).len()` in closed form.
@@ -187,8 +173,8 @@ fn pair(c: &Cfg<'_>, key: &'static str, default: u64) -> Result<[u64; 2]> {
         Some(Value::Array(a)) if a.len() == 2 => {
             let p = c.path(key);
             Ok([
-                crate::spec::fields::positive_size(&a[0], &format!("{p}[0]"))?,
-                crate::spec::fields::positive_size(&a[1], &format!("{p}[1]"))?,
+                crate::terms::fields::positive_size(&a[0], &format!("{p}[0]"))?,
+                crate::terms::fields::positive_size(&a[1], &format!("{p}[1]"))?,
             ])
         }
         Some(Value::Array(_)) => Err(SpecError::new(

@@ -1,113 +1,54 @@
-//! The one error envelope of SPEC §5 for every error the HTTP edge returns, and the request
-//! body extractor that makes malformed bodies, wrong content types and oversized bodies share it.
+//! The HTTP side of the one error model (`crate::error`): `ApiError` (a `SpecError` plus its
+//! status and headers), the constructors of the edge's common errors, and the request body
+//! extractor that makes malformed bodies, wrong content types and oversized bodies share the
+//! envelope.
 
 use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::error::SpecError;
+use crate::error::{ErrorCode, SpecError};
 use crate::spec;
 
-/// Codes of errors that come from HTTP rather than from the request's content. Together with
-/// `ErrorCode::ALL` they are every `code` the service returns.
-pub mod codes {
-    pub const UNAUTHORIZED: &str = "unauthorized";
-    pub const NOT_FOUND: &str = "not_found";
-    pub const METHOD_NOT_ALLOWED: &str = "method_not_allowed";
-    pub const NOT_ACCEPTABLE: &str = "not_acceptable";
-    pub const UNSUPPORTED_MEDIA_TYPE: &str = "unsupported_media_type";
-    pub const INVALID_QUERY: &str = "invalid_query";
-    pub const BUSY: &str = "busy";
-    pub const SHUTTING_DOWN: &str = "shutting_down";
-    pub const INTERNAL: &str = "internal";
-    pub const RANGE_NOT_SATISFIABLE: &str = "range_not_satisfiable";
-    pub const REQUEST_TIMEOUT: &str = "request_timeout";
-    pub const PRECONDITION_FAILED: &str = "precondition_failed";
-    pub const ALL: [&str; 12] = [
-        UNAUTHORIZED,
-        NOT_FOUND,
-        METHOD_NOT_ALLOWED,
-        NOT_ACCEPTABLE,
-        UNSUPPORTED_MEDIA_TYPE,
-        INVALID_QUERY,
-        BUSY,
-        SHUTTING_DOWN,
-        INTERNAL,
-        RANGE_NOT_SATISFIABLE,
-        REQUEST_TIMEOUT,
-        PRECONDITION_FAILED,
-    ];
-}
-
-/// An error response: status, stable code, message and optional JSON path.
+/// An error on its way out of the HTTP edge: the core's error value (code, message, path:
+/// everything the envelope holds) plus what only HTTP has. `status` is the code's own
+/// (`ErrorCode::http_status`) except where the fix-up middleware wraps a status that some
+/// layer produced by itself.
 #[derive(Clone, Debug)]
 pub struct ApiError {
+    pub error: SpecError,
     pub status: StatusCode,
-    pub code: &'static str,
-    pub message: String,
-    pub path: Option<String>,
+    /// Seconds for `Retry-After` (503 `busy`).
     pub retry_after: Option<u64>,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-            path: None,
-            retry_after: None,
-        }
+    /// An error without a path, with its code's status.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> ApiError {
+        SpecError::new(code, "", message).into()
     }
 
     pub fn with_path(mut self, path: impl Into<String>) -> ApiError {
-        self.path = Some(path.into());
+        self.error.path = Some(path.into());
         self
     }
 
-    pub fn envelope(&self) -> serde_json::Value {
-        let mut inner = serde_json::Map::new();
-        inner.insert("code".into(), self.code.into());
-        inner.insert("message".into(), self.message.clone().into());
-        if let Some(p) = &self.path {
-            inner.insert("path".into(), p.clone().into());
-        }
-        serde_json::json!({ "error": inner })
-    }
-
-    pub fn not_found() -> ApiError {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            codes::NOT_FOUND,
-            "no such route; see GET /openapi.yaml",
-        )
-    }
-
-    pub fn method_not_allowed() -> ApiError {
-        ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            codes::METHOD_NOT_ALLOWED,
-            "this route does not accept that method; see GET /openapi.yaml",
-        )
-    }
-
-    pub fn internal() -> ApiError {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            codes::INTERNAL,
-            "internal error; it has been logged",
-        )
+    /// Keeps the status a layer already chose (the envelope fix-up of `middleware`).
+    pub fn with_status(mut self, status: StatusCode) -> ApiError {
+        self.status = status;
+        self
     }
 }
 
 impl From<SpecError> for ApiError {
-    fn from(e: SpecError) -> ApiError {
+    fn from(error: SpecError) -> ApiError {
+        // Every code's status is a valid one (unit-tested in `error`); 500 is only the
+        // type-level fallback.
+        let status = StatusCode::from_u16(error.code.http_status())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         ApiError {
-            status: StatusCode::from_u16(e.code.http_status())
-                .unwrap_or(StatusCode::UNPROCESSABLE_ENTITY),
-            code: e.code.as_str(),
-            message: e.message,
-            path: e.path,
+            error,
+            status,
             retry_after: None,
         }
     }
@@ -115,7 +56,7 @@ impl From<SpecError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::to_vec(&self.envelope()).unwrap_or_default();
+        let body = serde_json::to_vec(&self.error.to_envelope()).unwrap_or_default();
         let mut res = (
             self.status,
             [(
@@ -136,6 +77,62 @@ impl IntoResponse for ApiError {
         res.extensions_mut().insert(Enveloped);
         res
     }
+}
+
+// The common errors of the edge, one constructor each (after crates.io's `util/errors.rs`),
+// so a handler names what went wrong and never spells a code, a status or a fixed message.
+
+/// 404 for every path that is not a route.
+pub fn not_found() -> ApiError {
+    ApiError::new(ErrorCode::NotFound, "no such route; see GET /openapi.yaml")
+}
+
+/// 405 for a route called with a method it does not have.
+pub fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        "this route does not accept that method; see GET /openapi.yaml",
+    )
+}
+
+/// 500; the cause is logged where it happened, never sent.
+pub fn internal() -> ApiError {
+    ApiError::new(ErrorCode::Internal, "internal error; it has been logged")
+}
+
+/// 400 for the query parameter `param` (the envelope's path is `?param`).
+pub fn invalid_query(param: &str, message: impl Into<String>) -> ApiError {
+    ApiError::new(ErrorCode::InvalidQuery, message).with_path(format!("?{param}"))
+}
+
+/// 413 `limit_exceeded`: a request larger than a transport limit.
+pub fn too_large(message: impl Into<String>) -> ApiError {
+    ApiError::new(ErrorCode::LimitExceeded, message)
+}
+
+/// 503 `busy` with `Retry-After: RETRY_AFTER_SECS`.
+pub fn busy(message: impl Into<String>) -> ApiError {
+    let mut e = ApiError::new(ErrorCode::Busy, message);
+    e.retry_after = Some(super::RETRY_AFTER_SECS);
+    e
+}
+
+/// 503 `shutting_down`.
+pub fn shutting_down(message: impl Into<String>) -> ApiError {
+    ApiError::new(ErrorCode::ShuttingDown, message)
+}
+
+/// 401 (with `WWW-Authenticate: Bearer`).
+pub fn unauthorized() -> ApiError {
+    ApiError::new(
+        ErrorCode::Unauthorized,
+        "this route needs `Authorization: Bearer <token>` (PARAMINIT_API_TOKEN)",
+    )
+}
+
+/// 406.
+pub fn not_acceptable(message: impl Into<String>) -> ApiError {
+    ApiError::new(ErrorCode::NotAcceptable, message)
 }
 
 /// Marks a response whose body is already an envelope, so the fix-up middleware leaves it.
@@ -169,13 +166,9 @@ impl FromRequest<super::AppState> for SpecBody {
                 Some(n) => format!("is {n} bytes"),
                 None => format!("has more than {limit} bytes"),
             };
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                crate::error::ErrorCode::LimitExceeded.as_str(),
-                format!(
-                    "the request body {size}; the limit is {limit} bytes (PARAMINIT_MAX_BODY_BYTES)"
-                ),
-            )
+            too_large(format!(
+                "the request body {size}; the limit is {limit} bytes (PARAMINIT_MAX_BODY_BYTES)"
+            ))
         };
         if let Some(len) = req
             .headers()
@@ -201,17 +194,11 @@ impl FromRequest<super::AppState> for SpecBody {
             .try_acquire_many_owned(reserve)
             .map_err(|_| {
                 state.metrics.job_rejected();
-                let mut e = ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    codes::BUSY,
-                    format!(
-                        "{} bytes of request bodies are being received (PARAMINIT_MAX_BODY_BYTES_IN_FLIGHT); retry in {} s",
-                        state.config.max_body_bytes_in_flight,
-                        super::RETRY_AFTER_SECS
-                    ),
-                );
-                e.retry_after = Some(super::RETRY_AFTER_SECS);
-                e
+                busy(format!(
+                    "{} bytes of request bodies are being received (PARAMINIT_MAX_BODY_BYTES_IN_FLIGHT); retry in {} s",
+                    state.config.max_body_bytes_in_flight,
+                    super::RETRY_AFTER_SECS
+                ))
             })?;
         let timeout = std::time::Duration::from_secs(state.config.body_timeout_secs);
         let read = tokio::time::timeout(timeout, axum::body::to_bytes(req.into_body(), limit));
@@ -219,8 +206,7 @@ impl FromRequest<super::AppState> for SpecBody {
             .await
             .map_err(|_| {
                 ApiError::new(
-                    StatusCode::REQUEST_TIMEOUT,
-                    codes::REQUEST_TIMEOUT,
+                    ErrorCode::RequestTimeout,
                     format!(
                         "the request body did not arrive within {} s (PARAMINIT_BODY_TIMEOUT_SECS)",
                         timeout.as_secs()
@@ -236,18 +222,29 @@ impl FromRequest<super::AppState> for SpecBody {
                     src = s.source();
                 }
                 ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    crate::error::ErrorCode::MalformedJson.as_str(),
+                    ErrorCode::MalformedJson,
                     format!("the request body could not be read: {e}"),
                 )
             })?;
-        let request = spec::parse_bytes(&bytes).map_err(ApiError::from)?;
-        Ok(SpecBody(request))
+        // Parsing and validating a body at the size limit takes 1–2 s of CPU (8 MiB of tiny
+        // tensors): it runs on a blocking thread, so the async workers stay free for
+        // /healthz, and the body's reserved bytes (`_bytes`) are held until it is done, so at
+        // most PARAMINIT_MAX_BODY_BYTES_IN_FLIGHT of bodies are being parsed at once.
+        let parsed = tokio::task::spawn_blocking(move || spec::parse_bytes(&bytes))
+            .await
+            .map_err(|e| {
+                if e.is_panic() {
+                    std::panic::resume_unwind(e.into_panic());
+                }
+                internal()
+            })?;
+        drop(_bytes);
+        Ok(SpecBody(parsed.map_err(ApiError::from)?))
     }
 }
 
 /// 415 for a `Content-Type` that is present and not JSON.
-pub fn check_content_type(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+fn check_content_type(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
     let Some(ct) = headers.get(header::CONTENT_TYPE) else {
         return Ok(());
     };
@@ -256,8 +253,7 @@ pub fn check_content_type(headers: &axum::http::HeaderMap) -> Result<(), ApiErro
         Ok(())
     } else {
         Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            codes::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::UnsupportedMediaType,
             format!(
                 "the request body must be JSON (Content-Type: application/json), got {:?}",
                 String::from_utf8_lossy(ct.as_bytes())

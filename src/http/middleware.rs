@@ -15,8 +15,9 @@ use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 
 use super::AppState;
-use super::errors::{ApiError, Enveloped, codes};
+use super::errors::{self, ApiError, Enveloped};
 use super::metrics::Metrics;
+use crate::error::ErrorCode;
 
 /// Routes that stay open when `PARAMINIT_API_TOKEN` is set. The explorer page (`/`) is static
 /// and holds no data; it asks for the token and sends it with every request it makes.
@@ -40,12 +41,8 @@ pub async fn observe(State(state): State<AppState>, req: Request, next: Next) ->
         && !matches!(route.as_str(), "/healthz" | "/readyz" | "/metrics");
     let res = if draining {
         // Shutting down: only the probes and metrics are answered; `/readyz` says 503 itself.
-        ApiError::new(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            super::errors::codes::SHUTTING_DOWN,
-            "the service is shutting down; retry on another replica",
-        )
-        .into_response()
+        errors::shutting_down("the service is shutting down; retry on another replica")
+            .into_response()
     } else if let Some(e) = check_token(&state, &route, &req) {
         e.into_response()
     } else {
@@ -98,11 +95,7 @@ fn check_token(state: &AppState, route: &str, req: &Request) -> Option<ApiError>
     if ok {
         None
     } else {
-        Some(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            codes::UNAUTHORIZED,
-            "this route needs `Authorization: Bearer <token>` (PARAMINIT_API_TOKEN)",
-        ))
+        Some(errors::unauthorized())
     }
 }
 
@@ -121,24 +114,20 @@ fn ensure_envelope(res: Response) -> Response {
     {
         return res;
     }
-    let mut e = match status {
-        StatusCode::NOT_FOUND => ApiError::not_found(),
-        StatusCode::METHOD_NOT_ALLOWED => ApiError::method_not_allowed(),
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
-            status,
-            crate::error::ErrorCode::LimitExceeded.as_str(),
-            "the request body is larger than PARAMINIT_MAX_BODY_BYTES",
-        ),
-        s if s.is_server_error() => ApiError::internal(),
+    let e = match status {
+        StatusCode::NOT_FOUND => errors::not_found(),
+        StatusCode::METHOD_NOT_ALLOWED => errors::method_not_allowed(),
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            errors::too_large("the request body is larger than PARAMINIT_MAX_BODY_BYTES")
+        }
+        s if s.is_server_error() => errors::internal(),
         s => ApiError::new(
-            s,
-            codes::INVALID_QUERY,
+            ErrorCode::InvalidQuery,
             s.canonical_reason().unwrap_or("bad request"),
         ),
     };
-    e.status = status;
     let allow = res.headers().get(header::ALLOW).cloned();
-    let mut out = e.into_response();
+    let mut out = e.with_status(status).into_response();
     if let Some(a) = allow {
         out.headers_mut().insert(header::ALLOW, a);
     }

@@ -2,35 +2,10 @@
 //! `Accept` header picks by quality, JSON on a tie or without a header; an `Accept` that
 //! allows neither is a 406.
 
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 
-use super::errors::{ApiError, codes};
+use super::errors::{self, ApiError};
 use crate::plan::Format;
-
-/// The `format` query parameter, if any. Other parameters are ignored.
-pub fn query_format(query: Option<&str>) -> Result<Option<Format>, ApiError> {
-    let Some(q) = query else { return Ok(None) };
-    let mut found = None;
-    for pair in q.split('&') {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        if k != "format" {
-            continue;
-        }
-        found = Some(match v.to_ascii_lowercase().as_str() {
-            "json" => Format::Json,
-            "safetensors" => Format::Safetensors,
-            _ => {
-                return Err(ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    codes::INVALID_QUERY,
-                    format!("unknown format {v:?}; use json or safetensors"),
-                )
-                .with_path("?format"));
-            }
-        });
-    }
-    Ok(found)
-}
 
 /// One media range of an `Accept` header with its quality.
 struct Range<'a> {
@@ -98,16 +73,12 @@ fn accept_values(headers: &HeaderMap) -> Option<String> {
 }
 
 fn not_acceptable(accept: &str, what: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_ACCEPTABLE,
-        codes::NOT_ACCEPTABLE,
-        format!("Accept: {accept:?} allows none of {what}"),
-    )
+    errors::not_acceptable(format!("Accept: {accept:?} allows none of {what}"))
 }
 
-/// The format for `POST /v1/init`.
-pub fn negotiate(query: Option<&str>, headers: &HeaderMap) -> Result<Format, ApiError> {
-    if let Some(f) = query_format(query)? {
+/// The format for `/v1/init`: `?format=` (`query::Params::format`) when given, else `Accept`.
+pub fn negotiate(query_format: Option<Format>, headers: &HeaderMap) -> Result<Format, ApiError> {
+    if let Some(f) = query_format {
         return Ok(f);
     }
     let Some(accept) = accept_values(headers) else {
@@ -148,7 +119,7 @@ pub fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::HeaderValue;
+    use axum::http::{HeaderValue, StatusCode};
 
     fn with_accept(a: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -184,16 +155,8 @@ mod tests {
     #[test]
     fn query_wins() {
         let h = with_accept("text/html");
-        assert_eq!(
-            negotiate(Some("format=safetensors"), &h).unwrap(),
-            Format::Safetensors
-        );
-        assert_eq!(
-            negotiate(Some("x=1&format=json"), &h).unwrap(),
-            Format::Json
-        );
-        let e = negotiate(Some("format=xml"), &h).unwrap_err();
-        assert_eq!(e.status, StatusCode::BAD_REQUEST);
-        assert_eq!(e.path.as_deref(), Some("?format"));
+        for f in [Format::Safetensors, Format::Json] {
+            assert_eq!(negotiate(Some(f), &h).unwrap(), f);
+        }
     }
 }

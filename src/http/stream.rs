@@ -72,6 +72,16 @@ pub struct ChannelBody {
     /// (idle cut-off, shutdown) ends the body with an error, so hyper sends no final chunk
     /// (HTTP/1.1) or resets the stream (HTTP/2) instead of making half a document look whole.
     finished: Arc<AtomicBool>,
+    /// The generator's cancellation flag: set when this body is dropped (the client went away,
+    /// or hyper dropped the body of a HEAD response), so that a whole-tensor computation in
+    /// progress stops at its next block instead of holding the job slot to its end.
+    cancel: Arc<AtomicBool>,
+}
+
+impl Drop for ChannelBody {
+    fn drop(&mut self) {
+        self.cancel.store(true, Ordering::SeqCst);
+    }
 }
 
 impl Body for ChannelBody {
@@ -141,13 +151,15 @@ pub fn spawn_generation(
     let worker_finished = finished.clone();
     let runtime = tokio::runtime::Handle::current();
     let idle = std::time::Duration::from_secs(state.config.idle_timeout_secs);
+    let total_elements = plan.total_elements;
+    let file_bytes = plan.file_bytes;
+    let generator = Generator::new(plan);
+    let cancel = generator.cancel_flag();
+    let worker_cancel = cancel.clone();
     tokio::task::spawn_blocking(move || {
         let _enter = span.enter();
         let job = worker_slot;
         let started = Instant::now();
-        let total_elements = plan.total_elements;
-        let file_bytes = plan.file_bytes;
-        let generator = Generator::new(plan);
         let mut source: Box<dyn FnMut() -> Option<Vec<u8>> + Send> = match format {
             Format::Safetensors => {
                 let mut b = SafetensorsBody::new(generator, start, end, SAFETENSORS_CHUNK);
@@ -161,6 +173,11 @@ pub fn spawn_generation(
         let mut sent: u64 = 0;
         let mut complete = true;
         while let Some(chunk) = pool.install(&mut source) {
+            if worker_cancel.load(Ordering::SeqCst) {
+                // The body is gone; this chunk may hold a cancelled computation's stand-in.
+                complete = false;
+                break;
+            }
             let n = chunk.len() as u64;
             // A client that reads nothing for `idle` is cut off: its slot must not be held forever.
             match runtime.block_on(tx.send_timeout(Bytes::from(chunk), idle)) {
@@ -222,5 +239,6 @@ pub fn spawn_generation(
         remaining,
         slot: Some(slot),
         finished,
+        cancel,
     }
 }

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::initializer::{FanMode, Init, Nonlinearity, TorchFanMode, VsDistribution, build as b};
 use crate::error::{ErrorCode, Result, SpecError};
-use crate::spec::fields::{Obj, finite_f64, join, wrong_type};
+use crate::terms::fields::{Obj, finite_f64, join, wrong_type};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum ParamKind {

@@ -14,7 +14,7 @@ use serde_json::{Map, Value, json};
 
 use super::catalogue::{CATALOGUE, InitDef, ParamValue};
 use crate::error::{ErrorCode, Result, SpecError};
-use crate::spec::fields::join;
+use crate::terms::fields::join;
 
 /// The distribution of a fan-based family: uniform or normal (truncated or not is the family's
 /// own rule: PyTorch's `kaiming_normal_`/`xavier_normal_` are untruncated, Keras/JAX's

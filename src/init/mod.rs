@@ -14,7 +14,7 @@ use serde_json::{Map, Value, json};
 
 use crate::error::{ErrorCode, Result, SpecError};
 use crate::sample::{Kernel, TruncParams};
-use crate::spec::{Activation, Framework};
+use crate::terms::{Activation, Framework};
 pub use initializer::{Dist, FanMode, FansUsed, Init, Nonlinearity, TorchFanMode, VsDistribution};
 
 /// Standard deviation of a standard normal truncated to (−2, 2); Keras and JAX divide by it so

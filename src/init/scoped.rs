@@ -32,8 +32,8 @@ use serde_json::{Map, Value, json};
 
 use crate::error::Result;
 use crate::keras::initializers as kinit;
-use crate::spec::Framework;
-use crate::spec::fields::{index, join};
+use crate::terms::Framework;
+use crate::terms::fields::{index, join};
 
 /// The PyTorch-only parameters of the names Keras and JAX spell the same way.
 fn torch_only_keys(name: &str) -> &'static [&'static str] {

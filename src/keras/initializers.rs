@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 
 use crate::error::{ErrorCode, Result, SpecError};
 use crate::init::{Init, catalogue};
-use crate::spec::fields::{finite_f64, join, wrong_type};
+use crate::terms::fields::{finite_f64, join, wrong_type};
 
 /// A Keras initializer: the catalogue entry and, for the variance-scaling family, the
 /// `input_axes`/`output_axes` of its config (Keras ≥ 3.15 reads fans off those axes).
@@ -84,11 +84,11 @@ fn axes(cfg: &Map<String, Value>, key: &str, path: &str) -> Result<Option<Vec<i6
         Some(Value::Array(a)) => a
             .iter()
             .enumerate()
-            .map(|(i, v)| crate::spec::fields::integer(v, &format!("{}[{i}]", join(path, key))))
+            .map(|(i, v)| crate::terms::fields::integer(v, &format!("{}[{i}]", join(path, key))))
             .collect::<Result<Vec<_>>>()
             .map(Some),
         Some(Value::Number(_)) => {
-            let v = crate::spec::fields::integer(&cfg[key], &join(path, key))?;
+            let v = crate::terms::fields::integer(&cfg[key], &join(path, key))?;
             Ok(Some(vec![v]))
         }
         Some(other) => Err(wrong_type(&join(path, key), "a list of axes", other)),

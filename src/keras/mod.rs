@@ -23,7 +23,7 @@ pub mod shapes;
 use serde_json::{Map, Value};
 
 use crate::error::{ErrorCode, Result, SpecError};
-use crate::spec::fields::{index, join, positive_size, wrong_type};
+use crate::terms::fields::{index, join, positive_size, wrong_type};
 pub use initializers::KerasInit;
 use shapes::Dims;
 
@@ -176,7 +176,7 @@ impl<'a> Entry<'a> {
     fn int(&self, k: &str, d: i64) -> Result<i64> {
         match self.get(k) {
             None => Ok(d),
-            Some(v) => crate::spec::fields::integer(v, &self.key(k)),
+            Some(v) => crate::terms::fields::integer(v, &self.key(k)),
         }
     }
 
@@ -625,7 +625,7 @@ impl Walker {
                     Some(Value::Array(a)) => a
                         .iter()
                         .enumerate()
-                        .map(|(i, v)| crate::spec::fields::integer(v, &index(&e.key("axis"), i)))
+                        .map(|(i, v)| crate::terms::fields::integer(v, &index(&e.key("axis"), i)))
                         .collect::<Result<_>>()?,
                     _ => vec![e.int("axis", -1)?],
                 };

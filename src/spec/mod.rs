@@ -3,7 +3,6 @@
 //! and cannot fail on input.
 
 mod arch_layers;
-pub mod fields;
 mod layers;
 
 use serde_json::{Map, Value, json};
@@ -12,105 +11,11 @@ use crate::error::{ErrorCode, Result, SpecError};
 use crate::init::{Init, catalogue};
 pub use arch_layers::{Attention, Cell, Recurrent};
 use fields::{Obj, index, join, wrong_type};
-pub use layers::{Activation, Layer, LayerKind, NormKind};
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Framework {
-    PyTorch,
-    Keras,
-    Flax,
-}
-
-impl Framework {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Framework::PyTorch => "pytorch",
-            Framework::Keras => "keras",
-            Framework::Flax => "flax",
-        }
-    }
-    fn parse(s: &str, path: &str) -> Result<Self> {
-        match s {
-            "pytorch" | "torch" => Ok(Framework::PyTorch),
-            "keras" => Ok(Framework::Keras),
-            "flax" | "jax" => Ok(Framework::Flax),
-            _ => Err(SpecError::new(
-                ErrorCode::InvalidValue,
-                path,
-                format!("unknown framework `{s}`; use pytorch, keras or flax"),
-            )),
-        }
-    }
-}
-
-/// Output element types. `I64` is used for PyTorch's `num_batches_tracked` buffer and for raw
-/// tensors that ask for it (integer buffers, constant initializers only).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum DType {
-    F16,
-    BF16,
-    F32,
-    F64,
-    I64,
-}
-
-impl DType {
-    pub fn size(self) -> u64 {
-        match self {
-            DType::F16 | DType::BF16 => 2,
-            DType::F32 => 4,
-            DType::F64 | DType::I64 => 8,
-        }
-    }
-    /// The request spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DType::F16 => "float16",
-            DType::BF16 => "bfloat16",
-            DType::F32 => "float32",
-            DType::F64 => "float64",
-            DType::I64 => "int64",
-        }
-    }
-    /// The safetensors spelling.
-    pub fn safetensors(self) -> &'static str {
-        match self {
-            DType::F16 => "F16",
-            DType::BF16 => "BF16",
-            DType::F32 => "F32",
-            DType::F64 => "F64",
-            DType::I64 => "I64",
-        }
-    }
-    /// Position in the safetensors `Dtype` enum; the reference writer orders tensors by this,
-    /// descending, so every tensor starts aligned to its element size.
-    pub fn safetensors_rank(self) -> u8 {
-        match self {
-            DType::F16 => 13,
-            DType::BF16 => 14,
-            DType::F32 => 17,
-            DType::F64 => 19,
-            DType::I64 => 20,
-        }
-    }
-    fn parse(v: &Value, path: &str) -> Result<Self> {
-        let s = match v {
-            Value::String(s) => s.as_str(),
-            other => return Err(wrong_type(path, "a dtype name", other)),
-        };
-        match s {
-            "float32" | "f32" | "fp32" => Ok(DType::F32),
-            "float16" | "f16" | "fp16" | "half" => Ok(DType::F16),
-            "bfloat16" | "bf16" => Ok(DType::BF16),
-            "float64" | "f64" | "fp64" | "double" => Ok(DType::F64),
-            _ => Err(SpecError::new(
-                ErrorCode::InvalidValue,
-                path,
-                format!("unknown dtype `{s}`; use float32, float16, bfloat16 or float64"),
-            )),
-        }
-    }
-}
+pub use layers::{Layer, LayerKind, NormKind};
+// The shared vocabulary lives in the leaf `terms`; these names are where the rest of the crate
+// has always found it.
+pub use crate::terms::fields;
+pub use crate::terms::{Activation, DType, Framework};
 
 /// A tensor given directly by name and shape.
 #[derive(Clone, Debug, PartialEq)]

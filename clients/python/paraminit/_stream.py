@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import struct
 from dataclasses import dataclass
-from typing import Callable, Iterable, Optional
+from typing import BinaryIO, Callable, Iterable, Optional, Union
 
 import numpy as np
 
@@ -45,51 +45,85 @@ def numpy_dtype(st_dtype: str) -> np.dtype:
     return np.dtype(table[st_dtype])
 
 
-class _Reader:
+class _Chunks:
+    """An iterable of ``bytes`` chunks seen as a ``readinto`` source (each byte copied once,
+    from its chunk into the caller's buffer)."""
+
     def __init__(self, chunks: Iterable[bytes]):
         self._it = iter(chunks)
         self._buf = memoryview(b"")
 
-    def _fill(self) -> bool:
-        for chunk in self._it:
-            if chunk:
-                self._buf = memoryview(chunk)
-                return True
-        return False
+    def readinto(self, b: memoryview) -> int:
+        while not self._buf:
+            chunk = next(self._it, None)
+            if chunk is None:
+                return 0
+            self._buf = memoryview(chunk).cast("B")
+        n = min(len(b), len(self._buf))
+        b[:n] = self._buf[:n]
+        self._buf = self._buf[n:]
+        return n
+
+
+# Skipped tensors are read through one scratch buffer of at most this size, so dropping a
+# large tensor costs no allocation of its size.
+_SKIP = 1 << 20
+
+
+class _Reader:
+    """Exact reads over a ``readinto`` source; a source that returns 0 has ended."""
+
+    def __init__(self, src):
+        self._src = src
+        self._scratch: Optional[memoryview] = None
+
+    def _fill(self, dst: memoryview) -> int:
+        done, n = 0, len(dst)
+        while done < n:
+            got = self._src.readinto(dst[done:])
+            if not got:
+                break
+            done += got
+        return done
 
     def exact(self, n: int) -> bytes:
-        out = bytearray()
-        while len(out) < n:
-            if not self._buf and not self._fill():
-                raise ValueError(f"safetensors body ended after {len(out)} of {n} bytes")
-            take = self._buf[: n - len(out)]
-            out += take
-            self._buf = self._buf[len(take):]
+        out = bytearray(n)
+        got = self._fill(memoryview(out))
+        if got < n:
+            raise ValueError(f"safetensors body ended after {got} of {n} bytes")
         return bytes(out)
 
     def into(self, dst: Optional[memoryview], n: int) -> None:
-        done = 0
-        while done < n:
-            if not self._buf and not self._fill():
-                raise ValueError(f"safetensors body ended {n - done} bytes early")
-            take = self._buf[: n - done]
-            if dst is not None:
-                dst[done: done + len(take)] = take
-            done += len(take)
-            self._buf = self._buf[len(take):]
+        if dst is not None:
+            got = self._fill(dst)
+            if got < n:
+                raise ValueError(f"safetensors body ended {n - got} bytes early")
+            return
+        if self._scratch is None:
+            self._scratch = memoryview(bytearray(_SKIP))
+        left = n
+        while left:
+            step = min(left, _SKIP)
+            got = self._fill(self._scratch[:step])
+            left -= got
+            if got < step:
+                raise ValueError(f"safetensors body ended {left} bytes early")
 
     def at_end(self) -> bool:
-        return not self._buf and not self._fill()
+        return self._src.readinto(memoryview(bytearray(1))) == 0
 
 
-def read_safetensors(chunks: Iterable[bytes],
+def read_safetensors(source: Union[Iterable[bytes], BinaryIO],
                      sink: Callable[[TensorInfo], Optional[memoryview]]) -> dict:
     """Stream a safetensors body into buffers chosen by ``sink``; returns ``__metadata__``.
 
-    ``sink(info)`` returns a writable, C-contiguous buffer of ``info.nbytes`` bytes, or None to
-    skip the tensor. The body must end exactly after the last tensor.
+    ``source`` is an iterable of ``bytes`` chunks, or anything with ``readinto`` (a file opened
+    ``"rb"``, an ``http.client.HTTPResponse``), which is read straight into the sink's buffers
+    with no intermediate copy. ``sink(info)`` returns a writable, C-contiguous buffer of
+    ``info.nbytes`` bytes, or None to skip the tensor. The body must end exactly after the last
+    tensor.
     """
-    r = _Reader(chunks)
+    r = _Reader(source if hasattr(source, "readinto") else _Chunks(source))
     (n,) = struct.unpack("<Q", r.exact(8))
     if n > 100_000_000:
         raise ValueError(f"safetensors header of {n} bytes is larger than the format allows")

@@ -1,5 +1,6 @@
 //! Typed access to a JSON object with JSON paths in every error and detection of unknown
-//! fields: the small toolkit the request validator is written with.
+//! fields: the small toolkit the request validator (`spec`) and the readers of nested inputs
+//! (`hf`, `keras`, `recipe`, `init::catalogue`) are written with.
 
 use serde_json::{Map, Value};
 use std::cell::RefCell;
