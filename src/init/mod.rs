@@ -1,12 +1,13 @@
 //! Initializer math: fan rules of each framework, `auto`, and the resolution of a typed
 //! initializer (`initializer::Init`, what validation produced) on a concrete tensor into the
-//! numbers (bounds, std, fans) that drive the sampler. (The framework layer defaults live in
-//! `plan` for now.)
+//! numbers (bounds, std, fans) that drive the sampler. The framework layer defaults are
+//! `defaults`.
 //!
 //! Formulas follow `torch/nn/init.py` (PyTorch 2.11), `keras/src/initializers/*.py` (Keras 3)
 //! and `jax/_src/nn/initializers.py` (used by Flax); see `../shared/reference/initializers.md`.
 
 pub mod catalogue;
+pub mod defaults;
 pub mod initializer;
 pub mod scoped;
 

@@ -8,7 +8,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::{Draft, Limits, checked_numel};
+use super::layout::checked_numel;
+use super::{Draft, Limits};
 use crate::error::{ErrorCode, Result, SpecError};
 
 /// Set by the HTTP edge when the client that asked for a plan has gone away; plan building
