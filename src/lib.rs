@@ -26,11 +26,11 @@
 //! | `rng` | ChaCha8 keystream: seed → key, identity → stream id, words at any position | `simd` |
 //! | `sample` | element kernels (uniform, Box–Muller normal, truncated normal) over stream words | `rng`, `math`, `simd` |
 //! | `structured` | whole-tensor initializers: blocked Householder QR (orthogonal, delta-orthogonal), sparse | `rng`, `sample`, `simd` |
-//! | `init` | the initializer catalogue (`init::catalogue`: names, aliases, parameters, defaults), each framework's layer defaults (`init::defaults`), the typed initializer `init::Init` it parses into (which fans a variant reads, whole-tensor or not), framework-scoped names (`init::scoped`), fan rules, `auto`, resolution to sampler constants (`ValueSource`, `WholeTensor`, `Element`) | `error`, `terms`, `sample`, `keras::initializers` |
-//! | `keras` | `keras_model`: a Keras 3 `model.to_json()` → its weights, names and initializers (`keras::initializers`: Keras classes → catalogue entries) | `error`, `terms`, `init::catalogue` |
+//! | `init` | the initializer catalogue (`init::catalogue`: names, aliases, parameters, defaults), each framework's layer defaults (`init::defaults`), the typed initializer `init::Init` it parses into (which fans a variant reads, whole-tensor or not), framework-scoped names (`init::scoped`), fan rules, `auto`, resolution to sampler constants (`ValueSource`, `WholeTensor`, `Element`) | `error`, `terms`, `sample` |
+//! | `keras` | `keras_model`: a Keras 3 `model.to_json()` → its weights, names and initializers (Keras initializer classes → catalogue entries are `init::keras`, re-exported here as `keras::initializers`) | `error`, `terms`, `init` |
 //! | `hf` | Hugging Face `config.json` → the tensors `save_pretrained` writes and their `_init_weights` rule | `error`, `terms` |
+//! | `recipe` | deep-network initialization recipes (`"recipe"`), applied to resolved initializers | `error`, `terms`, `init`, `sample` |
 //! | `spec` | the request model: parse and validate JSON into `Request`, its canonical JSON | `error`, `terms`, `init`, `hf`, `keras`, `recipe` |
-//! | `recipe` | deep-network initialization recipes (`"recipe"`), applied to resolved initializers | `error`, `terms`, `init`, `sample`, `spec` |
 //! | `plan` | request → tensors in file order, one file per stage: `layers` (dense, conv, embedding, norm; `LayerCtx::push`, the one way a layer adds a tensor), `recurrent`, `attention`, `keras` (`keras_model` weights), `inputs` (raw tensors, `hf_config`), `collect` (limits charged as tensors are made), `naming`, `recipes`, `select` (`only`/`shard`), `layout` (limits, order, offsets), `header` (safetensors header); `plan.rs` has the types, ETag, `Format` and `build` | `error`, `terms`, `init`, `rng`, `sample`, `spec`, `hf`, `keras`, `recipe`, `analyze` (the adaptive recipe) |
 //! | `generate` | values of any element range of any planned tensor, in its output layout | `plan`, `init`, `rng`, `sample`, `structured` |
 //! | `encode` | the safetensors virtual file (`read_at`), the JSON body stream, dtype rounding, shortest number formatting | `generate`, `plan`, `init`, `rng`, `spec` |
@@ -39,14 +39,14 @@
 //! | `cli` | the command line: `serve`, `generate`, `plan`, `analyze`, `healthcheck` | `analyze`, `config`, `encode`, `error`, `generate`, `plan`, `spec` (`main.rs` calls `http::serve` and `http::healthcheck`) |
 //! | `http` | the async edge, a file per job: `routes` (router, handlers), `responses` (ETag, 304/412, ranges, content headers), `server` (accept loop, connection limits, timeouts, panic hook, signals, shutdown), `healthcheck` (probe client), `state`, `errors` (`ApiError`: a `SpecError` plus status and headers; the common errors' constructors; the body extractor), `query` (`Query`-extracted parameters), `negotiate`, `range`, `stream`, `metrics`, `middleware` | `analyze`, `config`, `encode`, `error`, `generate`, `init`, `plan`, `spec` |
 //!
-//! Dependencies point down this table (a module uses only modules listed above it), with three
-//! known exceptions that remain: `init` ↔ `keras` (`init::scoped` maps Keras names through
-//! `keras::initializers`, which builds `init::catalogue` entries), `spec` ↔ `recipe` (`spec`
-//! parses `"recipe"` through `recipe::parse`; `recipe` reads the parsed `spec::Request`) and
-//! `plan` ↔ `analyze` (`plan::build` calibrates the adaptive recipe with `analyze::calibrate`,
-//! which measures a built plan). `spec` ↔ `hf` is gone: `hf`
-//! uses only `terms`, and `spec` uses `hf`. `init` names `crate::spec::fields` once
-//! (`init::catalogue`), which is the `terms::fields` re-export, not a use of `spec`.
+//! Dependencies point down this table (a module uses only modules listed above it), with one
+//! known exception: `plan` ↔ `analyze` (`plan::build` calibrates the adaptive recipe with
+//! `analyze::calibrate`, which measures a provisional plan through `generate`; breaking it
+//! needs the adaptive stage lifted above both, which `analyze`'s own forecast also plans
+//! through). `init` ↔ `keras` is gone (the Keras initializer forms are `init::keras`, which
+//! `keras` re-exports as `keras::initializers`), as are `spec` ↔ `recipe` (the request's model
+//! dimensions are read in `plan::recipes`; `recipe` uses only `terms` of the request's types)
+//! and `spec` ↔ `hf` (`hf` uses only `terms`, and `spec` uses `hf`).
 //!
 //! `docs/determinism.md` specifies every output byte; `tests/pinned_outputs.rs` proves a
 //! refactor changed none.

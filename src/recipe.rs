@@ -29,7 +29,7 @@ use serde_json::{Map, Value, json};
 use crate::error::{ErrorCode, Result, SpecError};
 use crate::init::{self, Element, Init, Resolved, TensorCtx, ValueSource, WholeTensor};
 use crate::sample::{Kernel, TruncParams};
-use crate::spec::{Framework, LayerKind, Request};
+use crate::terms::Framework;
 use crate::terms::fields::{Obj, join, wrong_type};
 
 /// The recipes, with their resolved parameters (`None`: taken from the model).
@@ -391,39 +391,6 @@ pub struct ModelDims {
     pub hidden: Option<u64>,
     /// The model's own weight std (HF `initializer_range`), where it has one.
     pub init_range: Option<f64>,
-}
-
-pub fn model_dims(req: &Request) -> ModelDims {
-    if let Some(hf) = &req.hf {
-        let (l, h, r) = hf.dims();
-        return ModelDims {
-            num_layers: l,
-            hidden: Some(h),
-            init_range: Some(r),
-        };
-    }
-    let weights: Vec<&LayerKind> = req
-        .layers
-        .iter()
-        .map(|l| &l.kind)
-        .filter(|k| {
-            matches!(
-                k,
-                LayerKind::Dense { .. } | LayerKind::Conv { .. } | LayerKind::Attention(_)
-            )
-        })
-        .collect();
-    let hidden = weights.first().and_then(|k| match k {
-        LayerKind::Dense { out_features, .. } => Some(*out_features),
-        LayerKind::Conv { out_channels, .. } => Some(*out_channels),
-        LayerKind::Attention(a) => Some(a.embed_dim),
-        _ => None,
-    });
-    ModelDims {
-        num_layers: weights.len() as u64,
-        hidden,
-        init_range: None,
-    }
 }
 
 /// The `model_type`s whose tensor names [`hf_role`] knows (Llama-style `q_proj … down_proj`,

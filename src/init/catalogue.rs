@@ -469,7 +469,7 @@ pub fn parse(value: &Value, path: &str) -> Result<Init> {
             },
             Some((v, p)) => match pd.kind {
                 K::Float => ParamValue::Float(finite_f64(v, &p)?),
-                K::Count => ParamValue::Count(crate::spec::fields::positive_size(v, &p)?),
+                K::Count => ParamValue::Count(crate::terms::fields::positive_size(v, &p)?),
                 K::Choice(options) => match v {
                     Value::String(s) => match options.iter().find(|o| **o == s.as_str()) {
                         Some(o) => ParamValue::Choice(o),

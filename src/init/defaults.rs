@@ -3,7 +3,7 @@
 //! defaults, Flax `nn.Dense`/`nn.Conv` defaults), and the constant defaults of norms.
 
 use super::{Dist, Init, Nonlinearity, TorchFanMode};
-use crate::spec::Framework;
+use crate::terms::Framework;
 
 pub(crate) fn weight_default(fw: Framework, what: &str) -> (Init, String) {
     match fw {

@@ -9,6 +9,7 @@
 pub mod catalogue;
 pub mod defaults;
 pub mod initializer;
+pub mod keras;
 pub mod scoped;
 
 use serde_json::{Map, Value, json};

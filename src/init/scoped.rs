@@ -5,7 +5,7 @@
 //!
 //! - `keras`: every name `keras.initializers.get` resolves (class names, snake_case names,
 //!   `uniform`, `normal`, `one`, `zero`, …) and `{"class_name", "config"}` objects mean the
-//!   Keras 3 class with its defaults (`crate::keras::initializers`): `"uniform"` is
+//!   Keras 3 class with its defaults (`init::keras`): `"uniform"` is
 //!   `RandomUniform(-0.05, 0.05)`, `VarianceScaling(distribution="normal")` is truncated,
 //!   `mode="fan_geo_avg"` is refused as Keras refuses it.
 //! - `flax`: the `flax.linen.initializers` / `jax.nn.initializers` names `uniform`, `normal`,
@@ -30,8 +30,8 @@
 
 use serde_json::{Map, Value, json};
 
+use super::keras as kinit;
 use crate::error::Result;
-use crate::keras::initializers as kinit;
 use crate::terms::Framework;
 use crate::terms::fields::{index, join};
 

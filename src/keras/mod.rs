@@ -17,7 +17,8 @@
 //! from the previous layer's output shape (an `InputLayer`'s `batch_shape`, a `Sequential`'s
 //! `build_input_shape`), computed as Keras computes it. Initializer seeds are ignored.
 
-pub mod initializers;
+/// Keras initializer JSON forms live with the other initializer names, in `init::keras`.
+pub use crate::init::keras as initializers;
 pub mod shapes;
 
 use serde_json::{Map, Value};

@@ -6,6 +6,7 @@ use super::layout::finish;
 use super::{Draft, Limits};
 use crate::error::{ErrorCode, Result, SpecError};
 use crate::init::{self, ValueSource};
+use crate::recipe::ModelDims;
 use crate::spec::{LayerKind, Request};
 use serde_json::{Value, json};
 
@@ -31,7 +32,7 @@ pub(super) fn apply_recipe(req: &Request, drafts: &mut [Draft]) -> Result<()> {
             ));
         }
     }
-    let dims = recipe::model_dims(req);
+    let dims = model_dims(req);
     // Weight layers of a stack, in order: a layer's ordinal is its depth for the recipe.
     let weight_layers: Vec<usize> = req
         .layers
@@ -213,4 +214,39 @@ pub(super) fn adaptive(req: &Request, drafts: &mut [Draft], limits: &Limits) -> 
         d.resolved = r;
     }
     Ok(())
+}
+
+/// The model-level numbers a recipe takes from the request: an `hf_config`'s own (blocks, d_model,
+/// `initializer_range`), else the stack's weight layers and the first one's width.
+fn model_dims(req: &Request) -> ModelDims {
+    if let Some(hf) = &req.hf {
+        let (l, h, r) = hf.dims();
+        return ModelDims {
+            num_layers: l,
+            hidden: Some(h),
+            init_range: Some(r),
+        };
+    }
+    let weights: Vec<&LayerKind> = req
+        .layers
+        .iter()
+        .map(|l| &l.kind)
+        .filter(|k| {
+            matches!(
+                k,
+                LayerKind::Dense { .. } | LayerKind::Conv { .. } | LayerKind::Attention(_)
+            )
+        })
+        .collect();
+    let hidden = weights.first().and_then(|k| match k {
+        LayerKind::Dense { out_features, .. } => Some(*out_features),
+        LayerKind::Conv { out_channels, .. } => Some(*out_channels),
+        LayerKind::Attention(a) => Some(a.embed_dim),
+        _ => None,
+    });
+    ModelDims {
+        num_layers: weights.len() as u64,
+        hidden,
+        init_range: None,
+    }
 }

@@ -8,8 +8,8 @@
 
 use serde_json::{Map, Value, json};
 
+use super::{Init, catalogue};
 use crate::error::{ErrorCode, Result, SpecError};
-use crate::init::{Init, catalogue};
 use crate::terms::fields::{finite_f64, join, wrong_type};
 
 /// A Keras initializer: the catalogue entry and, for the variance-scaling family, the
