@@ -100,6 +100,20 @@ pub fn internal() -> ApiError {
     ApiError::new(ErrorCode::Internal, "internal error; it has been logged")
 }
 
+/// Runs CPU-bound request work (parsing, planning, analysis) on tokio's blocking threads, so
+/// the async workers stay free for `/healthz`. A panic in it is re-raised here, on the request's
+/// task, where the panic hook and the service's 500 handling see it as any other.
+pub async fn run_blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| {
+        if e.is_panic() {
+            std::panic::resume_unwind(e.into_panic());
+        }
+        internal()
+    })
+}
+
 /// 400 for the query parameter `param` (the envelope's path is `?param`).
 pub fn invalid_query(param: &str, message: impl Into<String>) -> ApiError {
     ApiError::new(ErrorCode::InvalidQuery, message).with_path(format!("?{param}"))
@@ -230,14 +244,7 @@ impl FromRequest<super::AppState> for SpecBody {
         // tensors): it runs on a blocking thread, so the async workers stay free for
         // /healthz, and the body's reserved bytes (`_bytes`) are held until it is done, so at
         // most PARAMINIT_MAX_BODY_BYTES_IN_FLIGHT of bodies are being parsed at once.
-        let parsed = tokio::task::spawn_blocking(move || spec::parse_bytes(&bytes))
-            .await
-            .map_err(|e| {
-                if e.is_panic() {
-                    std::panic::resume_unwind(e.into_panic());
-                }
-                internal()
-            })?;
+        let parsed = run_blocking(move || spec::parse_bytes(&bytes)).await?;
         drop(_bytes);
         Ok(SpecBody(parsed.map_err(ApiError::from)?))
     }

@@ -91,17 +91,11 @@ async fn build_plan(state: &AppState, request: crate::spec::Request) -> Result<P
     let cancel = plan::Cancel::new();
     // Dropping this future (the client went away) cancels the plan at its next tensor.
     let _guard = plan::CancelOnDrop(cancel.clone());
-    tokio::task::spawn_blocking(move || {
+    errors::run_blocking(move || {
         let _permit = permit;
         plan::build_cancellable(request, &limits, &cancel)
     })
-    .await
-    .map_err(|e| {
-        if e.is_panic() {
-            std::panic::resume_unwind(e.into_panic());
-        }
-        errors::internal()
-    })?
+    .await?
     .map_err(ApiError::from)
 }
 
@@ -217,7 +211,7 @@ async fn analyze_route(
         .try_acquire_owned()
         .map_err(|_| state.all_busy("generation"))?;
     let pool = state.pool.clone();
-    let report = tokio::task::spawn_blocking(move || {
+    let report = errors::run_blocking(move || {
         let _permit = permit;
         pool.install(|| {
             let mut r = crate::analyze::analyze(plan.clone(), batch)?;
@@ -225,13 +219,7 @@ async fn analyze_route(
             Ok::<_, crate::error::SpecError>(r)
         })
     })
-    .await
-    .map_err(|e| {
-        if e.is_panic() {
-            std::panic::resume_unwind(e.into_panic());
-        }
-        errors::internal()
-    })?
+    .await?
     .map_err(ApiError::from)?;
     Ok(responses::json_response(StatusCode::OK, &report))
 }
