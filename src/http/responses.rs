@@ -136,10 +136,10 @@ pub(super) async fn respond(
 
 /// A JSON body with its content type.
 pub(super) fn json_response(status: StatusCode, value: &serde_json::Value) -> Response {
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        serde_json::to_vec(value).unwrap_or_default(),
-    )
-        .into_response()
+    json_bytes_response(status, serde_json::to_vec(value).unwrap_or_default())
+}
+
+/// A JSON document already written out (`Plan::to_json_bytes`).
+pub(super) fn json_bytes_response(status: StatusCode, body: Vec<u8>) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }

@@ -163,7 +163,10 @@ async fn plan_route(State(state): State<AppState>, req: Request) -> Result<Respo
     negotiate::require_json(req.headers())?;
     let SpecBody(request) = SpecBody::from_request(req, &state).await?;
     let plan = build_plan(&state, request).await?;
-    Ok(responses::json_response(StatusCode::OK, &plan.to_json()))
+    Ok(responses::json_bytes_response(
+        StatusCode::OK,
+        plan.to_json_bytes(),
+    ))
 }
 
 /// The explorer page: plain HTML, CSS and script, embedded; no external resources.
