@@ -169,11 +169,7 @@ fn householder_q(mut w: Blocked, cancel: &AtomicBool) -> Result<Blocked, Cancell
         let pb = &mut done[p][j0 * bw..];
         let mut betas = [0f64; B];
         let neg = &mut diag_sign[j0..j0 + width];
-        if bw == B {
-            factor_panel(pb, rows, width, &mut betas, neg);
-        } else {
-            factor_narrow(pb, rows, bw, width, &mut betas, neg);
-        }
+        factor_panel(pb, rows, bw, width, &mut betas, neg);
         // V: the vectors, with the R part above the diagonal zeroed (R itself is not needed:
         // only the signs of its diagonal, kept in `diag_sign`).
         for r in 0..rows.min(bw) {
@@ -328,42 +324,6 @@ fn identity_rows_fma(chunk: &mut [f64], bw: usize, width: usize, w2: &[[f64; B];
     }
 }
 
-/// `factor_panel` for a narrow panel (`rows × bw` row-major, bw < B, columns < `width` used):
-/// the same operations per column, on rows of bw instead of B.
-fn factor_narrow(
-    pb: &mut [f64],
-    rows: usize,
-    bw: usize,
-    width: usize,
-    betas: &mut [f64; B],
-    neg: &mut [bool],
-) {
-    for k in 0..width {
-        let mut norm2 = 0.0;
-        for r in k..rows {
-            let x = pb[r * bw + k];
-            norm2 += x * x;
-        }
-        let norm = norm2.sqrt();
-        let x0 = pb[k * bw + k];
-        let alpha = if x0 >= 0.0 { -norm } else { norm };
-        neg[k] = alpha < 0.0;
-        pb[k * bw + k] = x0 - alpha;
-        let mut vn2 = 0.0;
-        for r in k..rows {
-            let x = pb[r * bw + k];
-            vn2 += x * x;
-        }
-        if vn2 == 0.0 {
-            betas[k] = 0.0;
-            continue;
-        }
-        let beta = 2.0 / vn2;
-        betas[k] = beta;
-        reflect_narrow(pb, rows, bw, k, beta);
-    }
-}
-
 multiversion! {
 /// `panel_reflect` on a narrow panel: s_j = β·(Σ_{r≥k} v_r·P[r,j]) (r ascending), P[r,j] =
 /// P[r,j] − s_j·v_r, for the columns j > k.
@@ -407,23 +367,31 @@ fn gram_narrow(v: &[f64], rows: usize, bw: usize, g: &mut [[f64; B]]) {
 }
 }
 
-/// Unblocked Householder QR of a `rows × B` row-major panel (columns < `width` used), in place:
-/// afterwards column k holds v_k on and below the diagonal. `neg[k]` = (α_k < 0).
-fn factor_panel(pb: &mut [f64], rows: usize, width: usize, betas: &mut [f64; B], neg: &mut [bool]) {
+/// Unblocked Householder QR of a `rows × bw` row-major panel (bw = B, or the unpadded width of
+/// a narrow matrix; columns < `width` used), in place: afterwards column k holds v_k on and
+/// below the diagonal. `neg[k]` = (α_k < 0).
+fn factor_panel(
+    pb: &mut [f64],
+    rows: usize,
+    bw: usize,
+    width: usize,
+    betas: &mut [f64; B],
+    neg: &mut [bool],
+) {
     for k in 0..width {
         let mut norm2 = 0.0;
         for r in k..rows {
-            let x = pb[r * B + k];
+            let x = pb[r * bw + k];
             norm2 += x * x;
         }
         let norm = norm2.sqrt();
-        let x0 = pb[k * B + k];
+        let x0 = pb[k * bw + k];
         let alpha = if x0 >= 0.0 { -norm } else { norm };
         neg[k] = alpha < 0.0;
-        pb[k * B + k] = x0 - alpha;
+        pb[k * bw + k] = x0 - alpha;
         let mut vn2 = 0.0;
         for r in k..rows {
-            let x = pb[r * B + k];
+            let x = pb[r * bw + k];
             vn2 += x * x;
         }
         if vn2 == 0.0 {
@@ -432,7 +400,11 @@ fn factor_panel(pb: &mut [f64], rows: usize, width: usize, betas: &mut [f64; B],
         }
         let beta = 2.0 / vn2;
         betas[k] = beta;
-        panel_reflect(pb, rows, k, beta);
+        if bw == B {
+            panel_reflect(pb, rows, k, beta);
+        } else {
+            reflect_narrow(pb, rows, bw, k, beta);
+        }
     }
 }
 

@@ -184,11 +184,12 @@ impl FromRequest<super::AppState> for SpecBody {
                 "the request body {size}; the limit is {limit} bytes (PARAMINIT_MAX_BODY_BYTES)"
             ))
         };
-        if let Some(len) = req
+        let announced = req
             .headers()
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if let Some(len) = announced
             && len > limit as u64
         {
             return Err(too_large(Some(len)));
@@ -196,11 +197,6 @@ impl FromRequest<super::AppState> for SpecBody {
         // The bytes this body may take are reserved before it is read (its announced length,
         // else the limit), so bodies being received hold at most
         // PARAMINIT_MAX_BODY_BYTES_IN_FLIGHT at once; past it, 503 like a busy slot.
-        let announced = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
         let reserve = announced.unwrap_or(limit as u64).clamp(1, limit as u64) as u32;
         let _bytes = state
             .body_bytes
