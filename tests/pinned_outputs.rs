@@ -6,8 +6,11 @@
 //! `tests/golden/pinned/MANIFEST` (`<file> <kind> <status> <sha256>`). `GET /v1/initializers`
 //! is pinned as `_catalogue`. The set covers every layer type, every framework, every
 //! initializer of the catalogue (with and without parameters, and by alias), the dtypes, every
-//! `hf_config` family, `only` and `shard`, and the error envelope (files named `error_*` must
-//! fail, all others must succeed).
+//! `hf_config` family, `only` and `shard`, `recipe: adaptive` (its scales, and each of its
+//! refusals and bounds), and the error envelope (files named `error_*` must fail, all others
+//! must succeed). Files named `analyze_*` are also posted to `POST /v1/analyze` (kind
+//! `analyze`), which must succeed: the measured pass, its verdict, the `hf_config` forecast
+//! (with `only`, of the full model) and the histograms.
 //!
 //! Unlike `tests/golden.rs` (the data section only, tied to `paraminit-v1`), this pins whole
 //! responses: headers of the file, canonical request, plan documents, JSON formatting, error
@@ -88,6 +91,22 @@ async fn observe() -> BTreeMap<(String, String), String> {
             }
             got.insert(
                 (file.clone(), kind.to_string()),
+                format!("{} {}", status.as_u16(), sha256_hex(&body)),
+            );
+        }
+        if file.starts_with("analyze_") {
+            // The report of the measured pass (its numbers, verdict, forecast and histograms).
+            let res = send(&app, post("/v1/analyze", &text)).await;
+            let status = res.status();
+            let body = body_bytes(res).await;
+            assert_eq!(
+                status,
+                StatusCode::OK,
+                "{file} (analyze): {}",
+                String::from_utf8_lossy(&body)
+            );
+            got.insert(
+                (file.clone(), "analyze".to_string()),
                 format!("{} {}", status.as_u16(), sha256_hex(&body)),
             );
         }
