@@ -673,8 +673,14 @@ fn forecast_for(plan: &Plan) -> Option<Value> {
     let mut r = plan.request.clone();
     r.only = None;
     r.shard = None;
-    let full = crate::plan::build(r, &crate::plan::Limits::UNLIMITED).ok()?;
-    forecast::forecast(&full)
+    // `pipeline::build` without the calibration step (`pipeline` sits above `analyze`): an
+    // adaptive request has no full-model plan here because the calibration refuses
+    // `hf_config` models, so it forecasts nothing, as a refused plan always has.
+    let limits = crate::plan::Limits::UNLIMITED;
+    match crate::plan::draft(r, &limits, &crate::plan::Cancel::new()).ok()? {
+        crate::plan::Drafted::Ready(d) => forecast::forecast(&d.finish().ok()?),
+        crate::plan::Drafted::Uncalibrated(_) => None,
+    }
 }
 
 /// The forecast alone, for comparing recipes (`POST /v1/analyze` includes it for hf_config).

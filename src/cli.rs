@@ -13,7 +13,7 @@ use crate::encode::json::JsonBody;
 use crate::encode::safetensors::SafetensorsBody;
 use crate::error::SpecError;
 use crate::generate::Generator;
-use crate::plan::{self, Limits, Plan};
+use crate::plan::{Limits, Plan};
 use crate::spec;
 
 /// Bytes per chunk written by `generate`.
@@ -113,7 +113,7 @@ fn read_spec(path: &PathBuf) -> Result<Vec<u8>, Failure> {
 pub fn plan_file(path: &PathBuf) -> Result<Plan, Failure> {
     let body = read_spec(path)?;
     let req = spec::parse_bytes(&body).map_err(Failure::Input)?;
-    plan::build(req, &Limits::UNLIMITED).map_err(Failure::Input)
+    crate::pipeline::build(req, &Limits::UNLIMITED).map_err(Failure::Input)
 }
 
 /// `PARAMINIT_THREADS`, validated as the service validates it (an invalid value is an error

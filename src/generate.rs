@@ -419,7 +419,7 @@ mod tests {
             .map(|i| serde_json::json!({"name": format!("q{i}"), "shape": [6, 5], "init": "orthogonal"}))
             .collect();
         let req = crate::spec::parse(&serde_json::json!({"seed": 4, "tensors": tensors})).unwrap();
-        let plan = Arc::new(crate::plan::build(req, &crate::plan::Limits::UNLIMITED).unwrap());
+        let plan = Arc::new(crate::plan::build_uncalibrated(req));
         let g = Generator::new(plan.clone());
         let mut scratch = Scratch::default();
         let mut first = vec![0f32; 30];

@@ -4,13 +4,14 @@
 //! asynchronous HTTP edge (`http`) and a command line (`cli`, driven by the thin `main.rs`).
 //! The core never sees tokio. One request walks through it like this: `spec::parse` validates
 //! the JSON into a typed `Request` (initializers through `init::catalogue` into the typed
-//! `init::Init`, `hf_config` through `hf`); `plan::build` expands it into named tensors with
-//! shapes, layouts, stream identities and initializers resolved to sampler constants by
-//! `init::resolve`, selects and shards them,
-//! and lays out the safetensors header; `generate::Generator` produces any element range of any
-//! tensor (keystream from `rng`, element kernels from `sample`, whole-tensor QR/sparse from
-//! `structured`); `encode` turns that into the safetensors virtual file or the JSON stream;
-//! `http` streams it out.
+//! `init::Init`, `hf_config` through `hf`); `pipeline::build` plans it: `plan::draft` expands it
+//! into named tensors with shapes, layouts, stream identities and initializers resolved to
+//! sampler constants by `init::resolve` (for `recipe: adaptive`, `analyze::calibrate` then
+//! measures a provisional plan and `plan` applies the scales), and `Drafts::finish` selects and
+//! shards them and lays out the safetensors header; `generate::Generator` produces any element
+//! range of any tensor (keystream from `rng`, element kernels from `sample`, whole-tensor
+//! QR/sparse from `structured`); `encode` turns that into the safetensors virtual file or the
+//! JSON stream; `http` streams it out.
 //!
 //! # Layout
 //!
@@ -31,22 +32,22 @@
 //! | `hf` | Hugging Face `config.json` → the tensors `save_pretrained` writes and their `_init_weights` rule | `error`, `terms` |
 //! | `recipe` | deep-network initialization recipes (`"recipe"`), applied to resolved initializers | `error`, `terms`, `init`, `sample` |
 //! | `spec` | the request model: parse and validate JSON into `Request`, its canonical JSON | `error`, `terms`, `init`, `hf`, `keras`, `recipe` |
-//! | `plan` | request → tensors in file order, one file per stage: `layers` (dense, conv, embedding, norm; `LayerCtx::push`, the one way a layer adds a tensor), `recurrent`, `attention`, `keras` (`keras_model` weights), `inputs` (raw tensors, `hf_config`), `collect` (limits charged as tensors are made), `naming`, `recipes`, `select` (`only`/`shard`), `layout` (limits, order, offsets), `header` (safetensors header); `plan.rs` has the types, ETag, `Format` and `build` | `error`, `terms`, `init`, `rng`, `sample`, `spec`, `hf`, `keras`, `recipe`, `analyze` (the adaptive recipe) |
-//! | `generate` | values of any element range of any planned tensor, in its output layout | `plan`, `init`, `rng`, `sample`, `structured` |
-//! | `encode` | the safetensors virtual file (`read_at`), the JSON body stream, dtype rounding, shortest number formatting | `generate`, `plan`, `init`, `rng`, `spec` |
-//! | `analyze` | the signal-propagation report (`/v1/analyze`) and the adaptive recipe's calibration | `generate`, `hf`, `init`, `plan`, `recipe`, `rng`, `sample`, `spec` |
+//! | `plan` | request → tensors in file order, one file per stage: `layers` (dense, conv, embedding, norm; `LayerCtx::push`, the one way a layer adds a tensor), `recurrent`, `attention`, `keras` (`keras_model` weights), `inputs` (raw tensors, `hf_config`), `collect` (limits charged as tensors are made), `naming`, `recipes`, `select` (`only`/`shard`), `layout` (limits, order, offsets), `header` (safetensors header); `plan.rs` has the types, ETag, `Format` and the two halves the stages run in, `draft` and `Drafts::finish`, with `Uncalibrated` between them for `recipe: adaptive` (a provisional plan out, measured `Scale`s in) | `error`, `terms`, `init`, `rng`, `sample`, `spec`, `hf`, `keras`, `recipe` |
+//! | `generate` | values of any element range of any planned tensor, in its output layout | `plan`, `init`, `rng`, `sample`, `spec`, `structured` |
+//! | `encode` | the safetensors virtual file (`read_at`), the JSON body stream, dtype rounding, shortest number formatting | `generate`, `plan`, `rng`, `spec` |
+//! | `analyze` | the signal-propagation report (`/v1/analyze`) and the adaptive recipe's calibration (`calibrate`) | `error`, `generate`, `hf`, `init`, `plan`, `recipe`, `rng`, `sample`, `spec` |
+//! | `pipeline` | the one entry point from a request to its plan (`build`, `build_cancellable`): `plan::draft`, the adaptive calibration when the recipe asks for it, `Drafts::finish` | `analyze`, `error`, `plan`, `spec` |
 //! | `config` | service settings from `PARAMINIT_*` environment variables | `plan` (limits) |
-//! | `cli` | the command line: `serve`, `generate`, `plan`, `analyze`, `healthcheck` | `analyze`, `config`, `encode`, `error`, `generate`, `plan`, `spec` (`main.rs` calls `http::serve` and `http::healthcheck`) |
-//! | `http` | the async edge, a file per job: `routes` (router, handlers), `responses` (ETag, 304/412, ranges, content headers), `server` (accept loop, connection limits, timeouts, panic hook, signals, shutdown), `healthcheck` (probe client), `state`, `errors` (`ApiError`: a `SpecError` plus status and headers; the common errors' constructors; the body extractor), `query` (`Query`-extracted parameters), `negotiate`, `range`, `stream`, `metrics`, `middleware` | `analyze`, `config`, `encode`, `error`, `generate`, `init`, `plan`, `spec` |
+//! | `cli` | the command line: `serve`, `generate`, `plan`, `analyze`, `healthcheck` | `analyze`, `config`, `encode`, `error`, `generate`, `pipeline`, `plan`, `spec` (`main.rs` calls `http::serve` and `http::healthcheck`) |
+//! | `http` | the async edge, a file per job: `routes` (router, handlers), `responses` (ETag, 304/412, ranges, content headers), `server` (accept loop, connection limits, timeouts, panic hook, signals, shutdown), `healthcheck` (probe client), `state`, `errors` (`ApiError`: a `SpecError` plus status and headers; the common errors' constructors; the body extractor), `query` (`Query`-extracted parameters), `negotiate`, `range`, `stream`, `metrics`, `middleware` | `analyze`, `config`, `encode`, `error`, `generate`, `init`, `pipeline`, `plan`, `spec` |
 //!
-//! Dependencies point down this table (a module uses only modules listed above it), with one
-//! known exception: `plan` ↔ `analyze` (`plan::build` calibrates the adaptive recipe with
-//! `analyze::calibrate`, which measures a provisional plan through `generate`; breaking it
-//! needs the adaptive stage lifted above both, which `analyze`'s own forecast also plans
-//! through). `init` ↔ `keras` is gone (the Keras initializer forms are `init::keras`, which
-//! `keras` re-exports as `keras::initializers`), as are `spec` ↔ `recipe` (the request's model
-//! dimensions are read in `plan::recipes`; `recipe` uses only `terms` of the request's types)
-//! and `spec` ↔ `hf` (`hf` uses only `terms`, and `spec` uses `hf`).
+//! Dependencies point down this table: a module uses only modules listed above it, so no two
+//! modules depend on each other, directly or around a longer cycle (test code included). The
+//! adaptive recipe, which needs a measured pass through `generate` in the middle of planning,
+//! is why `pipeline` exists: `plan` offers the stages, `analyze` measures, and `pipeline`, above
+//! both, runs them in order. `analyze`'s forecast plans an `hf_config` request's full model
+//! through `plan`'s stages directly (an adaptive `hf_config` request is refused, so that plan
+//! never needs the calibration).
 //!
 //! `docs/determinism.md` specifies every output byte; `tests/pinned_outputs.rs` proves a
 //! refactor changed none.
@@ -62,6 +63,7 @@ pub mod http;
 pub mod init;
 pub mod keras;
 pub mod math;
+pub mod pipeline;
 pub mod plan;
 pub mod recipe;
 pub mod rng;

@@ -1,14 +1,19 @@
 //! The plan: a validated request turned into the list of tensors in file order, each with its
 //! name, shape, dtype, byte range, stream identity, layout and resolved initializer, plus the
-//! safetensors header bytes and totals. This file holds the plan's types and `build`, which
-//! runs the stages in order; each stage is a file of its own:
+//! safetensors header bytes and totals. This file holds the plan's types and the two halves
+//! the stages run in: `draft` (expansion, names, the named recipes) and `Drafts::finish`
+//! (`only`, `shard`, layout). Between them, a `recipe: adaptive` request is an
+//! `Uncalibrated` that gives a provisional plan to measure and takes the measured scales back;
+//! the measuring runs above `plan` (`analyze::calibrate`, through `generate`), so the one
+//! entry point from a request to its plan is `pipeline::build` and `plan` uses nothing that
+//! uses it. Each stage is a file of its own:
 //!
 //! - `layers` (dense, conv, embedding, norm), `recurrent` and `attention`: layer stacks
 //!   into drafts, every tensor through `LayerCtx::push`; `keras`: `keras_model` documents;
 //!   `inputs`: raw `tensors` and `hf_config`; all charged to `collect::Collector`, which
 //!   refuses the moment a limit is passed;
 //! - `naming`: framework layer names and tensor roles;
-//! - `recipes`: model-level rewrites (`recipe`, `adaptive`);
+//! - `recipes`: model-level rewrites (`recipe`, and applying `adaptive`'s measured scales);
 //! - `select`: `only` and `shard`;
 //! - `layout`: sizes, limits, file order and offsets; `header`: the safetensors header.
 //!
@@ -314,12 +319,42 @@ struct Draft {
     slice: Option<Slice>,
 }
 
-pub fn build(req: Request, limits: &Limits) -> Result<Plan> {
-    build_cancellable(req, limits, &Cancel::new())
+/// A named scale factor for one tensor, with the note the plan records for it
+/// (`init.recipe`): what the adaptive calibration measures, applied by
+/// [`Uncalibrated::calibrated`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Scale {
+    pub tensor: String,
+    pub factor: f64,
+    pub note: Value,
 }
 
-/// Like [`build`]; stops at the next tensor once `cancel` is set (the client went away).
-pub fn build_cancellable(req: Request, limits: &Limits, cancel: &Cancel) -> Result<Plan> {
+/// A request expanded into its tensors, names checked and the named recipes applied, before
+/// `only`, `shard` and the layout. `plan` offers the stages and does not run the adaptive
+/// calibration itself: that is a measured pass through `generate` (`analyze::calibrate`),
+/// which sits above `plan`, so the whole pipeline is `pipeline::build`. The two variants make
+/// an adaptive request impossible to finish without passing through its calibration.
+pub enum Drafted {
+    /// Nothing left to calibrate: [`Drafts::finish`] makes the plan.
+    Ready(Drafts),
+    /// `recipe: adaptive`: measure [`Uncalibrated::provisional`], then
+    /// [`Uncalibrated::calibrated`] with the scales.
+    Uncalibrated(Uncalibrated),
+}
+
+/// The whole model's tensors of one request, ready for `only`, `shard` and the layout.
+pub struct Drafts {
+    req: Request,
+    drafts: Vec<Draft>,
+    limits: Limits,
+}
+
+/// The tensors of a `recipe: adaptive` request, unscaled.
+pub struct Uncalibrated(Drafts);
+
+/// Expands the request into the whole model's tensors, charging the limits as each is made;
+/// stops at the next tensor once `cancel` is set (the client went away).
+pub fn draft(req: Request, limits: &Limits, cancel: &Cancel) -> Result<Drafted> {
     let mut collector = Collector::new(limits, cancel);
     layers::layer_drafts(&req, &mut collector)?;
     inputs::hf_drafts(&req, &mut collector)?;
@@ -339,12 +374,60 @@ pub fn build_cancellable(req: Request, limits: &Limits, cancel: &Cancel) -> Resu
     }
 
     recipes::apply_recipe(&req, &mut drafts)?;
-    if let Some(crate::recipe::Recipe::Adaptive { .. }) = &req.recipe {
-        recipes::adaptive(&req, &mut drafts, limits)?;
+    let adaptive = matches!(&req.recipe, Some(crate::recipe::Recipe::Adaptive { .. }));
+    let d = Drafts {
+        req,
+        drafts,
+        limits: *limits,
+    };
+    Ok(if adaptive {
+        Drafted::Uncalibrated(Uncalibrated(d))
+    } else {
+        Drafted::Ready(d)
+    })
+}
+
+impl Drafts {
+    /// `only`, `shard`, then sizes, limits, file order, offsets and the header.
+    pub fn finish(self) -> Result<Plan> {
+        let drafts = select::select(&self.req, self.drafts)?;
+        let drafts = select::shard(&self.req, drafts)?;
+        layout::finish(self.req, drafts, &self.limits)
     }
-    let drafts = select::select(&req, drafts)?;
-    let drafts = select::shard(&req, drafts)?;
-    layout::finish(req, drafts, limits)
+}
+
+impl Uncalibrated {
+    /// The request, with its `recipe` (the calibration's parameters).
+    pub fn request(&self) -> &Request {
+        &self.0.req
+    }
+
+    /// The plan the calibration measures: the whole model's unscaled tensors, without
+    /// `recipe`, `only` and `shard`, under the request's limits.
+    pub fn provisional(&self) -> Result<Plan> {
+        let mut provisional = self.0.req.clone();
+        provisional.recipe = None;
+        provisional.only = None;
+        provisional.shard = None;
+        layout::finish(provisional, self.0.drafts.clone(), &self.0.limits)
+    }
+
+    /// Applies the measured scales (each recorded as the tensor's `init.recipe`).
+    pub fn calibrated(self, scales: Vec<Scale>) -> Result<Drafts> {
+        let mut d = self.0;
+        recipes::apply_scales(&mut d.drafts, scales)?;
+        Ok(d)
+    }
+}
+
+/// The plan of a request without `recipe: adaptive`, for the unit tests of the modules below
+/// `pipeline` (which they cannot call without a dependency cycle).
+#[cfg(test)]
+pub(crate) fn build_uncalibrated(req: Request) -> Plan {
+    match draft(req, &Limits::UNLIMITED, &Cancel::new()).expect("the test request plans") {
+        Drafted::Ready(d) => d.finish().expect("the test request lays out"),
+        Drafted::Uncalibrated(_) => panic!("an adaptive request plans through pipeline::build"),
+    }
 }
 
 #[cfg(test)]
@@ -362,7 +445,7 @@ mod tests {
             r#"{"seed":3,"tensors":[{"name":"w","shape":[4,4],"init":"normal","fills":[{"index":[[0,1]],"value":0.5}]}]}"#,
         ] {
             let req = crate::spec::parse_bytes(body.as_bytes()).unwrap();
-            let plan = build(req, &Limits::UNLIMITED).unwrap();
+            let plan = build_uncalibrated(req);
             assert_eq!(
                 String::from_utf8(plan.to_json_bytes()).unwrap(),
                 serde_json::to_string(&plan.to_json()).unwrap(),

@@ -108,7 +108,7 @@ fn scales_are_bit_identical_across_thread_counts() {
 fn adaptive_refuses_what_it_cannot_calibrate() {
     let err = |req: Value| {
         let r = paraminit::spec::parse(&req).unwrap();
-        paraminit::plan::build(r, &paraminit::plan::Limits::UNLIMITED).unwrap_err()
+        paraminit::pipeline::build(r, &paraminit::plan::Limits::UNLIMITED).unwrap_err()
     };
     let e = err(json!({"seed": 1, "layers": [
         {"type": "dense", "in_features": 8, "out_features": 8},

@@ -132,7 +132,7 @@ fn errors_name_the_field() {
     let e = paraminit::spec::parse(&json!({"seed": 1, "layers": [{"type": "multihead_attention", "embed_dim": 10, "num_heads": 3}]})).unwrap_err();
     assert_eq!(e.path.as_deref(), Some("layers[0].num_heads"));
     let r = paraminit::spec::parse(&json!({"seed": 1, "framework": "keras", "layers": [{"type": "multihead_attention", "embed_dim": 8, "num_heads": 2, "add_bias_kv": true}]})).unwrap();
-    let e = paraminit::plan::build(r, &paraminit::plan::Limits::UNLIMITED).unwrap_err();
+    let e = paraminit::pipeline::build(r, &paraminit::plan::Limits::UNLIMITED).unwrap_err();
     assert_eq!(e.path.as_deref(), Some("layers[0].add_bias_kv"));
     assert_eq!(e.code.as_str(), "unsupported_layer_type");
 }

@@ -7,6 +7,7 @@
 
 mod support;
 
+use paraminit::pipeline;
 use paraminit::spec;
 use serde_json::{Value, json};
 
@@ -293,7 +294,7 @@ fn tensor_count_is_the_closed_form_of_the_tensor_list() {
 
 #[test]
 fn a_huge_expert_or_layer_count_is_refused_before_any_tensor_is_built() {
-    use paraminit::plan::{self, Limits};
+    use paraminit::plan::Limits;
     let limits = Limits {
         max_tensors: 100_000,
         max_elements: 1 << 40,
@@ -301,12 +302,12 @@ fn a_huge_expert_or_layer_count_is_refused_before_any_tensor_is_built() {
     };
     let mut m = fixture_config("MixtralForCausalLM");
     m["num_local_experts"] = json!(1u64 << 40);
-    let e = plan::build(spec::parse(&req(&m, 1)).unwrap(), &limits).unwrap_err();
+    let e = pipeline::build(spec::parse(&req(&m, 1)).unwrap(), &limits).unwrap_err();
     assert_eq!(e.code.as_str(), "limit_exceeded");
     assert_eq!(e.path.as_deref(), Some("hf_config.num_local_experts"));
     let mut t = fixture_config("T5Model");
     t["num_layers"] = json!(1u64 << 40);
-    let e = plan::build(spec::parse(&req(&t, 1)).unwrap(), &limits).unwrap_err();
+    let e = pipeline::build(spec::parse(&req(&t, 1)).unwrap(), &limits).unwrap_err();
     assert_eq!(e.path.as_deref(), Some("hf_config.num_layers"));
 }
 
@@ -358,7 +359,7 @@ fn canonical_form_is_a_fixed_point_for_every_class() {
 
 #[test]
 fn huge_sizes_in_any_family_are_refused_not_panics() {
-    use paraminit::plan::{self, Limits};
+    use paraminit::plan::Limits;
     let limits = Limits {
         max_tensors: 10_000,
         max_elements: 1 << 32,
@@ -403,7 +404,7 @@ fn huge_sizes_in_any_family_are_refused_not_panics() {
             // for a key the class does not read (max_position_embeddings of a rotary model),
             // the unchanged plan.
             if let Ok(r) = spec::parse(&req(&c, 1)) {
-                match plan::build(r, &limits) {
+                match pipeline::build(r, &limits) {
                     Err(e) => assert!(
                         matches!(e.code.as_str(), "limit_exceeded" | "size_overflow"),
                         "{class} {key}: {e}"

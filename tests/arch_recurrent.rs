@@ -248,9 +248,9 @@ fn keras_lstm_kernels_are_the_transposed_pytorch_weights() {
 }
 
 fn err(r: &Value) -> (String, Option<String>) {
-    let p = spec::parse(r)
-        .map_err(|e| e.clone())
-        .and_then(|r| paraminit::plan::build(r, &paraminit::plan::Limits::UNLIMITED).map(|_| ()));
+    let p = spec::parse(r).map_err(|e| e.clone()).and_then(|r| {
+        paraminit::pipeline::build(r, &paraminit::plan::Limits::UNLIMITED).map(|_| ())
+    });
     let e = p.expect_err("must be rejected");
     (e.code.as_str().to_string(), e.path)
 }

@@ -7,6 +7,7 @@ mod support;
 
 use std::time::Instant;
 
+use paraminit::pipeline;
 use paraminit::plan::{self, Limits};
 use paraminit::spec;
 use serde_json::{Value, json};
@@ -20,7 +21,7 @@ const DEFAULT: Limits = Limits {
 fn refused(req: &Value) -> (String, String, String) {
     let r = spec::parse(req).unwrap_or_else(|e| panic!("parse: {e}"));
     let start = Instant::now();
-    let e = plan::build(r, &DEFAULT).expect_err("must be refused");
+    let e = pipeline::build(r, &DEFAULT).expect_err("must be refused");
     // Not a timing assertion of speed: a refusal that took seconds means the loop ran.
     assert!(
         start.elapsed().as_secs() < 5,
@@ -88,13 +89,13 @@ fn limits_are_charged_as_tensors_are_produced() {
         .map(|_| json!({"type": "dense", "in_features": 2, "out_features": 2}))
         .collect();
     let r = spec::parse(&json!({"seed": 1, "layers": layers})).unwrap();
-    let e = plan::build(r, &limits).unwrap_err();
+    let e = pipeline::build(r, &limits).unwrap_err();
     assert_eq!(e.code.as_str(), "limit_exceeded");
     assert_eq!(e.path.as_deref(), Some("layers[2]"));
     // Elements: the tensor that crosses the limit is named.
     let r = spec::parse(&json!({"seed": 1, "tensors": [
         {"name": "a", "shape": [600], "init": "zeros"}, {"name": "b", "shape": [600], "init": "zeros"}]})).unwrap();
-    let e = plan::build(r, &limits).unwrap_err();
+    let e = pipeline::build(r, &limits).unwrap_err();
     assert_eq!(
         (e.code.as_str(), e.path.as_deref()),
         ("limit_exceeded", Some("tensors[1]"))
@@ -112,7 +113,7 @@ fn reserved_names_are_refused_with_a_reason() {
         &json!({"seed": 1, "tensors": [{"name": "__metadata__", "shape": [2], "init": "zeros"}]}),
     )
     .unwrap();
-    let e = plan::build(r, &DEFAULT).unwrap_err();
+    let e = pipeline::build(r, &DEFAULT).unwrap_err();
     assert_eq!(e.code.as_str(), "reserved_name");
     assert_eq!(e.path.as_deref(), Some("tensors[0].name"));
     assert!(e.message.contains("safetensors"), "{}", e.message);
@@ -120,7 +121,7 @@ fn reserved_names_are_refused_with_a_reason() {
     // (layer tensors always have a role suffix), but a Keras one is checked the same way.
     let r = spec::parse(&json!({"seed": 1, "framework": "keras", "tensors": [{"name": "__metadata__", "shape": [2, 2], "init": "orthogonal"}]})).unwrap();
     assert_eq!(
-        plan::build(r, &DEFAULT).unwrap_err().code.as_str(),
+        pipeline::build(r, &DEFAULT).unwrap_err().code.as_str(),
         "reserved_name"
     );
 }
@@ -260,8 +261,8 @@ fn a_cancelled_plan_stops_at_the_next_tensor() {
         let _guard = plan::CancelOnDrop(cancel.clone());
     }
     assert!(cancel.is_cancelled());
-    assert!(plan::build_cancellable(r.clone(), &DEFAULT, &cancel).is_err());
-    assert!(plan::build_cancellable(r, &DEFAULT, &plan::Cancel::new()).is_ok());
+    assert!(pipeline::build_cancellable(r.clone(), &DEFAULT, &cancel).is_err());
+    assert!(pipeline::build_cancellable(r, &DEFAULT, &plan::Cancel::new()).is_ok());
 }
 
 #[test]
@@ -301,7 +302,7 @@ fn glob_patterns_are_bounded_and_compiled_once() {
     let p = support::plan(&json!({"seed": 1, "tensors": tensors.clone(), "only": only}));
     assert_eq!(p.tensors.len(), 4096);
     let r = spec::parse(&json!({"seed": 1, "tensors": tensors, "only": ["t1", "nope*"]})).unwrap();
-    let e = plan::build(r, &DEFAULT).unwrap_err();
+    let e = pipeline::build(r, &DEFAULT).unwrap_err();
     assert_eq!(
         (e.code.as_str(), e.path.as_deref()),
         ("no_match", Some("only[1]"))
@@ -331,7 +332,7 @@ fn adaptive_of_many_small_layers_answers() {
     layers.extend((1..50_000).map(|_| json!({"type": "dense", "out_features": 1})));
     let r = spec::parse(&json!({"seed": 1, "layers": layers, "recipe": "adaptive"})).unwrap();
     let start = Instant::now();
-    let p = plan::build(r, &DEFAULT).unwrap();
+    let p = pipeline::build(r, &DEFAULT).unwrap();
     assert_eq!(p.tensors.len(), 100_000);
     eprintln!("adaptive over 50,000 layers: {:?}", start.elapsed());
 }

@@ -4,7 +4,8 @@
 mod support;
 
 use paraminit::error::ErrorCode;
-use paraminit::plan::{self, Limits};
+use paraminit::pipeline;
+use paraminit::plan::Limits;
 use paraminit::spec;
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -12,7 +13,7 @@ use serde_json::{Value, json};
 fn err(body: &str) -> (ErrorCode, Option<String>) {
     let e = spec::parse_bytes(body.as_bytes())
         .and_then(|r| {
-            plan::build(
+            pipeline::build(
                 r,
                 &Limits {
                     max_tensors: 1000,
@@ -311,7 +312,7 @@ proptest! {
             m.insert("seed".into(), json!(seed));
         }
         let limits = Limits { max_tensors: 100, max_elements: 1 << 16, max_response_bytes: 1 << 22 };
-        if let Ok(req) = spec::parse(&v) && let Ok(p) = plan::build(req, &limits) {
+        if let Ok(req) = spec::parse(&v) && let Ok(p) = pipeline::build(req, &limits) {
             let p = std::sync::Arc::new(p);
             let file = support::safetensors_bytes(&p);
             prop_assert_eq!(file.len() as u64, p.file_bytes);
@@ -322,7 +323,7 @@ proptest! {
 }
 
 fn try_plan(req: &Value) -> Result<paraminit::plan::Plan, paraminit::error::SpecError> {
-    spec::parse(req).and_then(|r| plan::build(r, &Limits::UNLIMITED))
+    spec::parse(req).and_then(|r| pipeline::build(r, &Limits::UNLIMITED))
 }
 
 fn raw(fw: &str, tensor: Value) -> Value {

@@ -135,7 +135,7 @@ fn keras_mha_bias_fans_are_those_of_the_heads_by_head_dim_bias() {
 fn flax_attention_refuses_delta_orthogonal_and_fan_based_biases() {
     let e = spec::parse(&json!({"seed": 1, "framework": "flax", "layers": [
         {"type": "multihead_attention", "embed_dim": 16, "num_heads": 2, "kernel_initializer": "delta_orthogonal"}]}))
-        .map(|r| paraminit::plan::build(r, &paraminit::plan::Limits::UNLIMITED))
+        .map(|r| paraminit::pipeline::build(r, &paraminit::plan::Limits::UNLIMITED))
         .unwrap()
         .unwrap_err();
     assert_eq!(e.code.as_str(), "initializer_mismatch");
@@ -143,7 +143,7 @@ fn flax_attention_refuses_delta_orthogonal_and_fan_based_biases() {
     assert!(e.message.contains("delta_orthogonal"), "{}", e.message);
     let e = spec::parse(&json!({"seed": 1, "framework": "flax", "layers": [
         {"type": "multihead_attention", "embed_dim": 16, "num_heads": 2, "bias_initializer": "lecun_normal"}]}))
-        .map(|r| paraminit::plan::build(r, &paraminit::plan::Limits::UNLIMITED))
+        .map(|r| paraminit::pipeline::build(r, &paraminit::plan::Limits::UNLIMITED))
         .unwrap()
         .unwrap_err();
     assert_eq!(e.code.as_str(), "initializer_mismatch");
@@ -153,7 +153,7 @@ fn flax_attention_refuses_delta_orthogonal_and_fan_based_biases() {
 fn plan_err(req: Value) -> paraminit::error::SpecError {
     match spec::parse(&req) {
         Err(e) => e,
-        Ok(r) => paraminit::plan::build(r, &paraminit::plan::Limits::UNLIMITED).unwrap_err(),
+        Ok(r) => paraminit::pipeline::build(r, &paraminit::plan::Limits::UNLIMITED).unwrap_err(),
     }
 }
 

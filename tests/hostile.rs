@@ -5,7 +5,8 @@ mod common;
 
 use axum::http::StatusCode;
 use common::*;
-use paraminit::plan::{self, Limits};
+use paraminit::pipeline;
+use paraminit::plan::Limits;
 use paraminit::spec;
 use serde_json::{Value, json};
 
@@ -16,7 +17,7 @@ fn outcome(body: &[u8]) -> Result<usize, (String, Option<String>)> {
         max_response_bytes: 1 << 36,
     };
     spec::parse_bytes(body)
-        .and_then(|r| plan::build(r, &limits))
+        .and_then(|r| pipeline::build(r, &limits))
         .map(|p| p.tensors.len())
         .map_err(|e| (e.code.as_str().to_string(), e.path))
 }
@@ -78,7 +79,7 @@ fn many_tiny_tensors_are_refused_by_the_limit_before_work() {
     let body = serde_json::to_vec(&json!({"seed": 1, "tensors": tensors})).unwrap();
     let err = spec::parse_bytes(&body)
         .and_then(|r| {
-            plan::build(
+            pipeline::build(
                 r,
                 &Limits {
                     max_tensors: 100_000,

@@ -162,7 +162,7 @@ async fn head_computes_nothing() {
     let spec = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(req);
     let expected = {
         let r = paraminit::spec::parse_bytes(req.as_bytes()).unwrap();
-        paraminit::plan::build(r, &paraminit::plan::Limits::UNLIMITED)
+        paraminit::pipeline::build(r, &paraminit::plan::Limits::UNLIMITED)
             .unwrap()
             .file_bytes
     };

@@ -72,7 +72,7 @@ async fn drain(res: hyper::Response<Incoming>) -> (u64, Vec<u8>) {
 /// The same file produced directly by the core, hashed.
 fn direct_hash(req: &str) -> (u64, Vec<u8>) {
     let request = paraminit::spec::parse_bytes(req.as_bytes()).unwrap();
-    let plan = paraminit::plan::build(request, &paraminit::plan::Limits::UNLIMITED).unwrap();
+    let plan = paraminit::pipeline::build(request, &paraminit::plan::Limits::UNLIMITED).unwrap();
     let len = plan.file_bytes;
     let generator = paraminit::generate::Generator::new(Arc::new(plan));
     let mut body = paraminit::encode::safetensors::SafetensorsBody::new(generator, 0, len, 1 << 20);

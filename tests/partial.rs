@@ -7,7 +7,8 @@ mod support;
 use paraminit::encode::safetensors::read_at;
 use paraminit::error::ErrorCode;
 use paraminit::generate::{Generator, Scratch};
-use paraminit::plan::{self, Limits, split_range};
+use paraminit::pipeline;
+use paraminit::plan::{Limits, split_range};
 use paraminit::spec;
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -169,7 +170,7 @@ fn partial_request_errors() {
             req[k] = v.clone();
         }
         let e = spec::parse(&req)
-            .and_then(|r| plan::build(r, &Limits::UNLIMITED))
+            .and_then(|r| pipeline::build(r, &Limits::UNLIMITED))
             .unwrap_err();
         (e.code, e.path)
     };

@@ -6,7 +6,8 @@
 mod support;
 
 use paraminit::error::ErrorCode;
-use paraminit::plan::{self, Limits};
+use paraminit::pipeline;
+use paraminit::plan::Limits;
 use paraminit::spec;
 use serde_json::{Value, json};
 
@@ -137,7 +138,7 @@ fn int64_raw_tensors_hold_integers() {
 }
 
 fn refused(r: Value) -> (ErrorCode, String) {
-    match spec::parse(&r).and_then(|q| plan::build(q, &Limits::UNLIMITED)) {
+    match spec::parse(&r).and_then(|q| pipeline::build(q, &Limits::UNLIMITED)) {
         Ok(_) => panic!("accepted: {r}"),
         Err(e) => (e.code, e.path.unwrap_or_default()),
     }

@@ -339,7 +339,7 @@ fn recipes_on_a_layer_stack() {
     assert!(support::values(&plan, "hid.bias").iter().all(|&x| x == 0.0));
     // DeepNet refuses a packed in_proj (it needs different gains for q/k and v).
     let r = paraminit::spec::parse(&stack(json!("deepnet"))).unwrap();
-    let e = paraminit::plan::build(r, &paraminit::plan::Limits::UNLIMITED).unwrap_err();
+    let e = paraminit::pipeline::build(r, &paraminit::plan::Limits::UNLIMITED).unwrap_err();
     assert_eq!(e.path.as_deref(), Some("recipe"));
 }
 
@@ -394,7 +394,7 @@ fn recipe_errors_and_canonical_form() {
     let gpt2 = json!({"seed": 3, "hf_config": {"model_type": "gpt2", "n_embd": 64, "n_layer": 2, "n_head": 4,
         "vocab_size": 100, "n_positions": 16}, "recipe": {"name": "mup", "base_width": 32}});
     let r = paraminit::spec::parse(&gpt2).unwrap();
-    let e = paraminit::plan::build(r, &paraminit::plan::Limits::UNLIMITED).unwrap_err();
+    let e = paraminit::pipeline::build(r, &paraminit::plan::Limits::UNLIMITED).unwrap_err();
     assert_eq!(e.path.as_deref(), Some("recipe.query_zero_init"));
     // The canonical request holds every parameter and parses back to the same request.
     let plan = support::plan(&llama(json!("gpt_neox")));

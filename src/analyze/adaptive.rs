@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use rayon::prelude::*;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::{
     DEFAULT_BATCH, MAX_ANALYZED_ACTIVATIONS, MAX_WORK, act_value, logical_values, normal_matrix,
@@ -20,7 +20,7 @@ use super::{
 };
 use crate::error::{ErrorCode, Result, SpecError};
 use crate::generate::Generator;
-use crate::plan::Plan;
+use crate::plan::{Plan, Scale};
 use crate::recipe::Recipe;
 use crate::spec::{Activation, LayerKind, Request};
 
@@ -34,8 +34,9 @@ struct Stage {
     rf: usize,
 }
 
-/// (tensor name, scale, plan note) for every weight of the stack, in order.
-pub fn calibrate(plan: Arc<Plan>, req: &Request) -> Result<Vec<(String, f64, Value)>> {
+/// The scale and plan note of every weight of the stack, in order, measured on `plan` (the
+/// provisional plan of `req`'s unscaled tensors; `req` carries the recipe's parameters).
+pub fn calibrate(plan: Arc<Plan>, req: &Request) -> Result<Vec<Scale>> {
     let Some(Recipe::Adaptive {
         target_std,
         input_mean,
@@ -233,10 +234,10 @@ pub fn calibrate(plan: Arc<Plan>, req: &Request) -> Result<Vec<(String, f64, Val
         } else {
             1.0
         };
-        out.push((
-            tp.name.clone(),
-            scale,
-            json!({
+        out.push(Scale {
+            tensor: tp.name.clone(),
+            factor: scale,
+            note: json!({
                 "name": "adaptive",
                 "role": "calibrated weight",
                 "layer": s.index,
@@ -247,7 +248,7 @@ pub fn calibrate(plan: Arc<Plan>, req: &Request) -> Result<Vec<(String, f64, Val
                 "std_before": before,
                 "replaced": tp.resolved.info.spec.name(),
             }),
-        ));
+        });
         h = u
             .iter()
             .enumerate()

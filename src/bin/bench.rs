@@ -34,7 +34,7 @@ use std::sync::Arc;
 use paraminit::encode::json::JsonBody;
 use paraminit::encode::safetensors::read_at_parallel;
 use paraminit::generate::Generator;
-use paraminit::plan::{self, Limits, Plan};
+use paraminit::plan::{Limits, Plan};
 use paraminit::spec;
 
 struct Opts {
@@ -160,7 +160,7 @@ fn make_plan(shape: &[u64], init: &str, dtype: &str) -> Arc<Plan> {
         init
     );
     let req = spec::parse_bytes(body.as_bytes()).expect("bench request parses");
-    Arc::new(plan::build(req, &Limits::UNLIMITED).expect("bench request plans"))
+    Arc::new(paraminit::pipeline::build(req, &Limits::UNLIMITED).expect("bench request plans"))
 }
 
 struct Row<'a> {

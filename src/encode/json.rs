@@ -205,7 +205,7 @@ mod tests {
 
     fn body_with(threads: usize, request: &str) -> Vec<u8> {
         let req = crate::spec::parse_bytes(request.as_bytes()).unwrap();
-        let plan = crate::plan::build(req, &crate::plan::Limits::UNLIMITED).unwrap();
+        let plan = crate::plan::build_uncalibrated(req);
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .build()

@@ -93,7 +93,7 @@ async fn build_plan(state: &AppState, request: crate::spec::Request) -> Result<P
     let _guard = plan::CancelOnDrop(cancel.clone());
     errors::run_blocking(move || {
         let _permit = permit;
-        plan::build_cancellable(request, &limits, &cancel)
+        crate::pipeline::build_cancellable(request, &limits, &cancel)
     })
     .await?
     .map_err(ApiError::from)

@@ -1,9 +1,8 @@
 //! Model-level rewrites of resolved initializers, on the whole model before `only` and
-//! `shard`: the named depth/width recipes (`recipe`) and `recipe: adaptive` (calibrated by the
-//! measured pass of `/v1/analyze`).
+//! `shard`: the named depth/width recipes (`recipe`) and the scales of `recipe: adaptive`
+//! (measured by `analyze::calibrate`, which `pipeline::build` runs above `plan`).
 
-use super::layout::finish;
-use super::{Draft, Limits};
+use super::{Draft, Scale};
 use crate::error::{ErrorCode, Result, SpecError};
 use crate::init::{self, ValueSource};
 use crate::recipe::ModelDims;
@@ -179,24 +178,25 @@ impl FanRuleFans {
     }
 }
 
-/// `recipe: adaptive`: calibrates the whole model (before `only`/`shard`) by the measured pass
-/// of `/v1/analyze` on a provisional plan of the unscaled tensors, then scales each weight.
-pub(super) fn adaptive(req: &Request, drafts: &mut [Draft], limits: &Limits) -> Result<()> {
-    let mut provisional = req.clone();
-    provisional.recipe = None;
-    provisional.only = None;
-    provisional.shard = None;
-    let plan = finish(provisional, drafts.to_vec(), limits)?;
-    let scales = crate::analyze::calibrate(std::sync::Arc::new(plan), req)?;
-    // Names are unique (checked above): an index instead of a scan per scale, which made
-    // 50,000 layers take 24 s.
+/// `recipe: adaptive`, the half inside `plan`: scales each named weight by its measured factor
+/// and records the calibration's note as its `init.recipe`. The measuring is
+/// `analyze::calibrate`, on the whole model (before `only`/`shard`), run by `pipeline::build`
+/// between `plan::draft` and this.
+pub(super) fn apply_scales(drafts: &mut [Draft], scales: Vec<Scale>) -> Result<()> {
+    // Names are unique (checked by `plan::draft`): an index instead of a scan per scale, which
+    // made 50,000 layers take 24 s.
     let by_name: std::collections::HashMap<String, usize> = drafts
         .iter()
         .enumerate()
         .map(|(i, d)| (d.name.clone(), i))
         .collect();
-    for (name, factor, note) in scales {
-        let Some(d) = by_name.get(&name).map(|&i| &mut drafts[i]) else {
+    for Scale {
+        tensor,
+        factor,
+        note,
+    } in scales
+    {
+        let Some(d) = by_name.get(&tensor).map(|&i| &mut drafts[i]) else {
             continue;
         };
         let mut r = crate::recipe::scale_resolved(&d.resolved, factor).ok_or_else(|| {

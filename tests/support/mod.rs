@@ -6,13 +6,16 @@ use std::sync::Arc;
 use paraminit::encode::json::JsonBody;
 use paraminit::encode::safetensors::{SafetensorsBody, read_at};
 use paraminit::generate::{Generator, Scratch};
-use paraminit::plan::{self, Limits, Plan};
+use paraminit::pipeline;
+use paraminit::plan::{Limits, Plan};
 use paraminit::spec;
 use serde_json::Value;
 
 pub fn plan(req: &Value) -> Arc<Plan> {
     let r = spec::parse(req).unwrap_or_else(|e| panic!("request rejected: {e}"));
-    Arc::new(plan::build(r, &Limits::UNLIMITED).unwrap_or_else(|e| panic!("plan rejected: {e}")))
+    Arc::new(
+        pipeline::build(r, &Limits::UNLIMITED).unwrap_or_else(|e| panic!("plan rejected: {e}")),
+    )
 }
 
 pub fn tensor_index(plan: &Plan, name: &str) -> usize {
