@@ -8,6 +8,13 @@
 //! n gives the next pre-activation variance q' = n·σ²·E[φ(z)²] + σ_b² (z ~ N(0, q)); the
 //! gradient with respect to its input scales by n_out·σ²·E[φ'(z)²]. Expectations are computed by
 //! Simpson quadrature over ±12√q.
+//!
+//! The measured pass is shared with `adaptive::calibrate` (the adaptive recipe): the walk of
+//! the stack into stages (`stages`, with what each skips), a stage's input (`stage_input`, conv
+//! patches) and the one W·x summation (`weighted_sums`). What stays apart is what differs in
+//! arithmetic or policy: the report adds the bias to each sum and keeps every activation for
+//! its backward pass; the calibration scales W·x before adding the bias, uses a fixed batch
+//! with its own bounds, and refuses what the report lists as not analysed.
 
 use std::collections::HashMap;
 mod adaptive;
@@ -26,7 +33,7 @@ use crate::init::{ValueSource, WholeTensor};
 use crate::plan::{Layout, Plan, TensorPlan};
 use crate::rng::{WordReader, stream_id};
 use crate::sample::{Kernel, fill};
-use crate::spec::{Activation, LayerKind};
+use crate::spec::{Activation, LayerKind, Request};
 
 /// Default and largest batch of the measured pass.
 pub const DEFAULT_BATCH: usize = 128;
@@ -159,6 +166,147 @@ struct Stage {
     fan_in: usize,
     fan_out: usize,
     rf: usize,
+}
+
+/// Why a layer of the stack is not a stage of the measured pass. `analyze` reports these and
+/// goes on; `calibrate` refuses at the first one.
+enum Skip {
+    /// A dense or conv layer without a weight in the plan (`only` left it out).
+    NoWeight,
+    Grouped,
+    /// An activation that does not directly follow a dense/conv layer with a linear output.
+    LoneActivation,
+    /// Any other layer type.
+    NotCovered,
+}
+
+/// The stack of `req` (whose tensors are `plan`'s) as stages of the measured pass, and the
+/// skipped layers with why, both in layer order. A standalone activation right after a
+/// dense/conv layer without its own is folded into it; dropout (identity at initialization)
+/// keeps the stage adjacent for the next activation.
+fn stages(req: &Request, plan: &Plan) -> (Vec<Stage>, Vec<(usize, Skip)>) {
+    // (origin, role) → the first tensor with them, built once: a lookup per layer instead of a
+    // scan of every tensor (50,000 layers took 24 s). Every identity is `<kind>/.../<role>`.
+    let mut by_role: HashMap<(&str, &str), usize> = HashMap::with_capacity(plan.tensors.len());
+    for (i, t) in plan.tensors.iter().enumerate() {
+        if let Some((_, role)) = t.identity.rsplit_once('/') {
+            by_role.entry((t.origin.as_str(), role)).or_insert(i);
+        }
+    }
+    let find = |k: usize, role: &str| {
+        let origin = format!("layers[{k}]");
+        by_role.get(&(origin.as_str(), role)).copied()
+    };
+    let mut stages: Vec<Stage> = Vec::new();
+    let mut skipped = Vec::new();
+    for (k, layer) in req.layers.iter().enumerate() {
+        match &layer.kind {
+            LayerKind::Dense {
+                in_features,
+                out_features,
+                activation,
+                ..
+            } => match find(k, "weight") {
+                Some(w) => stages.push(Stage {
+                    index: k,
+                    end: k,
+                    kind: "dense",
+                    weight: w,
+                    bias: find(k, "bias"),
+                    activation: activation.unwrap_or(Activation::Linear),
+                    fan_in: *in_features as usize,
+                    fan_out: *out_features as usize,
+                    rf: 1,
+                }),
+                None => skipped.push((k, Skip::NoWeight)),
+            },
+            LayerKind::Conv {
+                in_channels,
+                out_channels,
+                kernel_size,
+                groups,
+                activation,
+                ..
+            } => {
+                let rf: u64 = kernel_size.iter().product();
+                match (*groups, find(k, "weight")) {
+                    (1, Some(w)) => stages.push(Stage {
+                        index: k,
+                        end: k,
+                        kind: layer.type_name(),
+                        weight: w,
+                        bias: find(k, "bias"),
+                        activation: activation.unwrap_or(Activation::Linear),
+                        fan_in: (in_channels * rf) as usize,
+                        fan_out: *out_channels as usize,
+                        rf: rf as usize,
+                    }),
+                    (1, None) => skipped.push((k, Skip::NoWeight)),
+                    _ => skipped.push((k, Skip::Grouped)),
+                }
+            }
+            LayerKind::Activation(a) => {
+                if let Some(last) = stages.last_mut()
+                    && last.activation == Activation::Linear
+                    && last.end + 1 == k
+                {
+                    last.activation = *a;
+                    last.end = k;
+                } else {
+                    skipped.push((k, Skip::LoneActivation));
+                }
+            }
+            LayerKind::Dropout { .. } => {
+                if let Some(last) = stages.last_mut()
+                    && last.end + 1 == k
+                {
+                    last.end = k;
+                }
+            }
+            _ => skipped.push((k, Skip::NotCovered)),
+        }
+    }
+    (stages, skipped)
+}
+
+/// The input of a stage from the previous stage's output `h` (`batch` rows of `width`): `h`
+/// itself, or for a conv that chains from it, patches of `rf` positions whose entries are
+/// independent (mean field), taken as `rf` differently rotated copies of the batch:
+/// patch[b, c·rf + t] = h[(b + t) mod batch, c]. Only copies: no arithmetic.
+fn stage_input(h: Vec<f64>, batch: usize, width: Option<usize>, s: &Stage) -> Vec<f64> {
+    let Some(width) = width else { return h };
+    if s.rf == 1 || s.fan_in != width * s.rf {
+        return h;
+    }
+    let mut patch = vec![0f64; batch * s.fan_in];
+    for b in 0..batch {
+        for c in 0..width {
+            for t in 0..s.rf {
+                patch[b * s.fan_in + c * s.rf + t] = h[((b + t) % batch) * width + c];
+            }
+        }
+    }
+    patch
+}
+
+/// W·x for each of the `batch` rows of `x` (`[batch, fi]`) with the logical weight `w`
+/// (`[fo, fi]`): out[b·fo + o] = Σ_i w[o·fi + i]·x[b·fi + i] in f64, summed in i order from 0,
+/// one thread per row, so the bits are the same for any thread count. The one summation both
+/// the report and the calibration measure with.
+fn weighted_sums(x: &[f64], w: &[f32], batch: usize, fi: usize, fo: usize) -> Vec<f64> {
+    let mut u = vec![0f64; batch * fo];
+    u.par_chunks_mut(fo).enumerate().for_each(|(b, row)| {
+        let xrow = &x[b * fi..(b + 1) * fi];
+        for (o, uo) in row.iter_mut().enumerate() {
+            let wrow = &w[o * fi..(o + 1) * fi];
+            let mut acc = 0f64;
+            for (wi, xi) in wrow.iter().zip(xrow) {
+                acc += *wi as f64 * xi;
+            }
+            *uo = acc;
+        }
+    });
+    u
 }
 
 fn logical_values(g: &Generator, t: usize, tp: &TensorPlan) -> Vec<f32> {
@@ -299,90 +447,21 @@ fn bounds(plan: &Plan, stages: &[Stage], batch: usize) -> Result<usize> {
 pub fn analyze(plan: Arc<Plan>, batch: usize) -> Result<Value> {
     let req = &plan.request;
     let generator = Generator::new(plan.clone());
-    // (origin, role) → tensor index, built once: a lookup per layer, not a scan.
-    let mut by_role: HashMap<(&str, &str), usize> = HashMap::with_capacity(plan.tensors.len());
-    for (i, t) in plan.tensors.iter().enumerate() {
-        let role = t.identity.rsplit('/').next().unwrap_or("");
-        by_role.entry((t.origin.as_str(), role)).or_insert(i);
-    }
-    let find = |k: usize, role: &str| {
-        let origin = format!("layers[{k}]");
-        by_role.get(&(origin.as_str(), role)).copied()
-    };
     // Walk the layers: analysed stages, and what is not analysed.
-    let mut stages: Vec<Stage> = Vec::new();
+    let (stages, skipped) = stages(req, &plan);
     let mut not_analysed = Vec::new();
-    for (k, layer) in req.layers.iter().enumerate() {
-        match &layer.kind {
-            LayerKind::Dense {
-                in_features,
-                out_features,
-                activation,
-                ..
-            } => {
-                if let Some(w) = find(k, "weight") {
-                    stages.push(Stage {
-                        index: k,
-                        end: k,
-                        kind: "dense",
-                        weight: w,
-                        bias: find(k, "bias"),
-                        activation: activation.unwrap_or(Activation::Linear),
-                        fan_in: *in_features as usize,
-                        fan_out: *out_features as usize,
-                        rf: 1,
-                    });
-                }
-            }
-            LayerKind::Conv {
-                in_channels,
-                out_channels,
-                kernel_size,
-                groups,
-                activation,
-                ..
-            } => {
-                let rf: u64 = kernel_size.iter().product();
-                if let (Some(w), 1) = (find(k, "weight"), *groups) {
-                    stages.push(Stage {
-                        index: k,
-                        end: k,
-                        kind: layer.type_name(),
-                        weight: w,
-                        bias: find(k, "bias"),
-                        activation: activation.unwrap_or(Activation::Linear),
-                        fan_in: (in_channels * rf) as usize,
-                        fan_out: *out_channels as usize,
-                        rf: rf as usize,
-                    });
-                } else {
-                    not_analysed.push(json!({"layer": k, "type": layer.type_name(), "why": "grouped convolution"}));
-                }
-            }
-            LayerKind::Activation(a) => {
-                if let Some(last) = stages.last_mut()
-                    && last.activation == Activation::Linear
-                    && last.end + 1 == k
-                {
-                    last.activation = *a;
-                    last.end = k;
-                } else {
-                    not_analysed.push(json!({"layer": k, "type": layer.type_name(), "why": "activation without a preceding dense/conv layer"}));
-                }
-            }
-            LayerKind::Dropout { .. } => {
-                // Identity at initialization (inference mode); keeps the stage adjacent.
-                if let Some(last) = stages.last_mut()
-                    && last.end + 1 == k
-                {
-                    last.end = k;
-                }
-            }
-            other => {
-                let _ = other;
-                not_analysed.push(json!({"layer": k, "type": layer.type_name(), "why": "only dense and conv stacks are analysed"}));
-            }
-        }
+    for (k, why) in skipped {
+        let layer = &req.layers[k];
+        let why = match why {
+            // A dense layer whose weight `only` left out has never been listed.
+            Skip::NoWeight if matches!(layer.kind, LayerKind::Dense { .. }) => continue,
+            // A conv whose weight `only` left out is listed as this too: the report has said so
+            // from the start, and its text is pinned (rewording it is an output change).
+            Skip::NoWeight | Skip::Grouped => "grouped convolution",
+            Skip::LoneActivation => "activation without a preceding dense/conv layer",
+            Skip::NotCovered => "only dense and conv stacks are analysed",
+        };
+        not_analysed.push(json!({"layer": k, "type": layer.type_name(), "why": why}));
     }
     if req.hf.is_some() {
         not_analysed.push(json!({"layer": null, "type": "hf_config", "why": "no measured pass for Hugging Face models: see `forecast` (mean-field residual stream)"}));
@@ -420,26 +499,9 @@ pub fn analyze(plan: Arc<Plan>, batch: usize) -> Result<Value> {
                 v.iter().map(|&x| (x as f64).powi(2)).sum::<f64>() / v.len().max(1) as f64
             })
         });
-        // Input of this stage: previous activations; a conv sees patches of rf positions whose
-        // entries are independent (mean-field): rf differently rotated copies of the batch.
-        let x = if si == 0 {
-            h.clone()
-        } else {
-            let width = stages[si - 1].fan_out;
-            if s.rf == 1 || s.fan_in != width * s.rf {
-                h.clone()
-            } else {
-                let mut patch = vec![0f64; batch * s.fan_in];
-                for b in 0..batch {
-                    for c in 0..width {
-                        for t in 0..s.rf {
-                            patch[b * s.fan_in + c * s.rf + t] = h[((b + t) % batch) * width + c];
-                        }
-                    }
-                }
-                patch
-            }
-        };
+        // Input of this stage: the previous activations (patches of them for a conv).
+        let width = si.checked_sub(1).map(|p| stages[p].fan_out);
+        let x = stage_input(std::mem::take(&mut h), batch, width, s);
         let (fi, fo) = (s.fan_in, s.fan_out);
         if x.len() != batch * fi || w.len() != fi * fo || (!bias.is_empty() && bias.len() != fo) {
             not_analysed.push(
@@ -447,18 +509,12 @@ pub fn analyze(plan: Arc<Plan>, batch: usize) -> Result<Value> {
             );
             break;
         }
-        let mut z = vec![0f64; batch * fo];
-        z.par_chunks_mut(fo).enumerate().for_each(|(b, zrow)| {
-            let xrow = &x[b * fi..(b + 1) * fi];
-            for (o, zo) in zrow.iter_mut().enumerate() {
-                let wrow = &w[o * fi..(o + 1) * fi];
-                let mut acc = 0f64;
-                for (wi, xi) in wrow.iter().zip(xrow) {
-                    acc += *wi as f64 * xi;
-                }
-                *zo = acc + bias.get(o).copied().unwrap_or(0.0) as f64;
-            }
-        });
+        // The pre-activation: W·x, then the bias added to each sum (0 where there is none), the
+        // same two roundings as adding it at the end of the sum.
+        let mut z = weighted_sums(&x, &w, batch, fi, fo);
+        for (i, zi) in z.iter_mut().enumerate() {
+            *zi += bias.get(i % fo).copied().unwrap_or(0.0) as f64;
+        }
         // Predicted: q_l = fan_in·σ_w²·E[φ_prev(z)²] + σ_b².
         let e_phi2 = match prev_act {
             None => q_pred,
