@@ -47,7 +47,8 @@
 //! is why `pipeline` exists: `plan` offers the stages, `analyze` measures, and `pipeline`, above
 //! both, runs them in order. `analyze`'s forecast plans an `hf_config` request's full model
 //! through `plan`'s stages directly (an adaptive `hf_config` request is refused, so that plan
-//! never needs the calibration).
+//! never needs the calibration). `tests/layout_map.rs` checks this table against the code:
+//! every row's "uses" is exactly the `crate::` paths of that module, all listed above it.
 //!
 //! `docs/determinism.md` specifies every output byte; `tests/pinned_outputs.rs` proves a
 //! refactor changed none.
