@@ -54,6 +54,28 @@ fn same_request_same_bytes_and_chunking_does_not_matter() {
 }
 
 #[test]
+fn a_recycled_chunk_buffer_leaves_no_old_bytes() {
+    // The server reuses chunk buffers; every byte of a chunk must be rewritten. Buffers start
+    // dirty (0xA5) and larger than a chunk; chunk sizes that split headers, tensors and the
+    // final short chunk.
+    use paraminit::encode::safetensors::SafetensorsBody;
+    let p = support::plan(&mixed_request(7));
+    let whole = support::safetensors_bytes(&p);
+    for chunk in [5, 777, 4096, 65_537] {
+        let mut body = SafetensorsBody::new(Generator::new(p.clone()), 0, p.file_bytes, chunk);
+        let mut bufs = [vec![0xA5u8; chunk + 13], vec![0x5Au8; 3]];
+        let mut out = Vec::new();
+        let mut i = 0;
+        while body.next_chunk_into(&mut bufs[i % 2]) {
+            out.extend_from_slice(&bufs[i % 2]);
+            bufs[i % 2].fill(0xA5);
+            i += 1;
+        }
+        assert!(out == whole, "chunk {chunk}");
+    }
+}
+
+#[test]
 fn thread_count_does_not_matter() {
     let p = support::plan(&json!({"seed": 3, "tensors": [
         {"name": "n", "shape": [3, 700_001], "init": "normal"},

@@ -137,13 +137,22 @@ impl SafetensorsBody {
 
     /// The next chunk, or `None` at the end. Uses the current rayon pool.
     pub fn next_chunk(&mut self) -> Option<Vec<u8>> {
+        let mut buf = Vec::new();
+        self.next_chunk_into(&mut buf).then_some(buf)
+    }
+
+    /// The next chunk written into `buf`, resized to the chunk's length, or `false` at the end
+    /// (`buf` untouched). A recycled buffer's old bytes never show: every byte of a chunk is
+    /// header or tensor data (the data section has no gaps), and `read_at` writes them all.
+    /// Reusing buffers saves zeroing a fresh one per chunk.
+    pub fn next_chunk_into(&mut self, buf: &mut Vec<u8>) -> bool {
         if self.pos >= self.end {
-            return None;
+            return false;
         }
         let n = (self.end - self.pos).min(self.chunk as u64) as usize;
-        let mut buf = vec![0u8; n];
-        read_at_parallel(&self.generator, self.pos, &mut buf);
+        buf.resize(n, 0);
+        read_at_parallel(&self.generator, self.pos, buf);
         self.pos += n as u64;
-        Some(buf)
+        true
     }
 }

@@ -7,6 +7,8 @@ rows —, else two-sample KS over several torch seeds and the std ratio), and a 
 on the initialized meta model.
 """
 
+import pathlib
+
 import numpy as np
 import pytest
 import torch
@@ -234,3 +236,56 @@ def test_initialize_a_cpu_model_in_place_with_a_dtype(server_url):
     for k, v in model.state_dict().items():
         assert torch.equal(v, sd[k]), k
     assert (model[0].weight[3] == 0).all()
+
+
+def test_a_meta_normal_is_recorded_without_running_and_torch_still_refuses_bad_arguments():
+    # The recorder skips running nn.init.normal_ on a plain meta tensor when torch would accept
+    # the call; the request is the same as from CPU, and arguments torch refuses still raise
+    # torch's own error.
+    def build():
+        m = nn.Linear(6, 5)
+        nn.init.normal_(m.weight, mean=0.5, std=0.25)
+        return m
+
+    with pt.recording(), torch.device("meta"):
+        meta = build()
+    with pt.recording():
+        cpu = build()
+    assert pt.request_for(meta, 1) == pt.request_for(cpu, 1)
+    assert {"name": "normal", "mean": 0.5, "std": 0.25}.items() <= \
+        pt.request_for(meta, 1)["tensors"][0]["init"].items()
+    with pt.recording(), torch.device("meta"):
+        m = nn.Linear(6, 5)
+        with pytest.raises(RuntimeError, match="std"):
+            nn.init.normal_(m.weight, std=-1.0)
+
+
+def _rss() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+@pytest.mark.skipif(not pathlib.Path("/proc/self/status").exists(), reason="Linux only")
+def test_prefault_backs_fresh_tensors_and_leaves_values_alone():
+    from paraminit.torch import _Prefault
+
+    import mmap
+
+    # 64 MiB of new anonymous memory, no page touched yet (torch.empty may reuse pages a
+    # previous test already touched).
+    area = mmap.mmap(-1, 64 << 20)
+    fresh = torch.frombuffer(area, dtype=torch.uint8)
+    kept = torch.full((1 << 20,), 7, dtype=torch.int32)
+    before = _rss()
+    p = _Prefault([fresh, kept])
+    p.wait()
+    grown = _rss() - before
+    if p.unsupported:
+        pytest.skip("MADV_POPULATE_WRITE not available on this kernel")
+    assert grown >= 48 << 20, f"RSS grew by {grown} bytes, expected about 64 MiB"
+    assert (kept == 7).all() and int(fresh[::4096].sum()) == 0
+    del fresh
+    area.close()
