@@ -26,7 +26,7 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::error::{ErrorCode, Result, SpecError};
+use crate::error::{Result, SpecError};
 use crate::init::{self, Element, Init, Resolved, TensorCtx, ValueSource, WholeTensor};
 use crate::sample::{Kernel, TruncParams};
 use crate::terms::Framework;
@@ -97,8 +97,7 @@ impl NeoxMethod {
             "small_init" => NeoxMethod::SmallInit,
             "wang_init" => NeoxMethod::WangInit,
             _ => {
-                return Err(SpecError::new(
-                    ErrorCode::InvalidValue,
+                return Err(SpecError::invalid_value(
                     path,
                     format!(
                         "unknown GPT-NeoX init method `{s}`; use normal, scaled_normal, small_init or wang_init"
@@ -225,8 +224,7 @@ fn positive(o: &Obj<'_>, key: &'static str, default: f64) -> Result<f64> {
             let _ = p;
             Ok(x)
         }
-        Some((x, p)) => Err(SpecError::new(
-            ErrorCode::InvalidValue,
+        Some((x, p)) => Err(SpecError::invalid_value(
             p,
             format!("must be a positive number, got {x}"),
         )),
@@ -253,8 +251,7 @@ pub fn parse(v: &Value, path: &str) -> Result<Recipe> {
     };
     let o = Obj::new(v, path)?;
     let (name, name_path) = o.str_any(&["name"])?.ok_or_else(|| {
-        SpecError::new(
-            ErrorCode::MissingField,
+        SpecError::missing_field(
             join(path, "name"),
             format!("a recipe needs a `name`: one of {}", NAMES.join(", ")),
         )
@@ -290,9 +287,7 @@ pub fn parse(v: &Value, path: &str) -> Result<Recipe> {
         },
         "mup" => {
             let (base_width, _) = o.size_any(&["base_width"])?.ok_or_else(|| {
-                SpecError::new(
-                    ErrorCode::MissingField,
-                    join(path, "base_width"),
+                SpecError::missing_field(join(path, "base_width"),
                     "μP needs `base_width`: the base model's width (hf_config: its hidden_size; a layer stack: the out_features of its first layer) that the hyperparameters were tuned at",
                 )
             })?;
@@ -314,8 +309,7 @@ pub fn parse(v: &Value, path: &str) -> Result<Recipe> {
             input_std: positive(&o, "input_std", 1.0)?,
         },
         other => {
-            return Err(SpecError::new(
-                ErrorCode::InvalidValue,
+            return Err(SpecError::invalid_value(
                 name_path,
                 format!("unknown recipe `{other}`; use one of {}", NAMES.join(", ")),
             ));
@@ -697,9 +691,7 @@ pub fn rule_for(recipe: &Recipe, t: &Target<'_>, dims: &ModelDims, path: &str) -
                 Role::PackedQkv {
                     query_first_rows: false,
                 } if *query_zero_init => {
-                    return Err(SpecError::new(
-                        ErrorCode::InvalidValue,
-                        join(path, "query_zero_init"),
+                    return Err(SpecError::invalid_value(join(path, "query_zero_init"),
                         format!(
                             "`{}` packs query, key and value column-wise (GPT-2 Conv1D); the query part is not contiguous, so query_zero_init cannot be applied to it — set `query_zero_init: false`",
                             t.name
@@ -726,8 +718,7 @@ pub fn rule_for(recipe: &Recipe, t: &Target<'_>, dims: &ModelDims, path: &str) -
                 Role::Bias => bias(),
                 Role::Query | Role::Key => xavier(1.0, "query/key"),
                 Role::PackedQkv { .. } => {
-                    return Err(SpecError::new(
-                        ErrorCode::InvalidValue,
+                    return Err(SpecError::invalid_value(
                         path,
                         format!(
                             "DeepNet initializes the value projection with gain β and query/key with gain 1, but `{}` packs all three in one tensor; use separate projections",
@@ -858,9 +849,7 @@ pub fn apply_one(
         Action::Scale { factor, rule } => {
             let before = resolved.info.spec.name();
             let mut r = scale_resolved(resolved, factor).ok_or_else(|| {
-                SpecError::new(
-                    ErrorCode::InitializerMismatch,
-                    path,
+                SpecError::initializer_mismatch(path,
                     format!(
                         "`{}` uses {before}, which has no scale to multiply; give it a scaled initializer",
                         t.name

@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::error::{ErrorCode, Result, SpecError};
+use crate::error::{Result, SpecError};
 use crate::terms::DType;
 use crate::terms::fields::join;
 
@@ -32,8 +32,7 @@ impl<'a> Cfg<'a> {
             if let Some(v) = self.get(k) {
                 if let Some((fv, fk)) = found {
                     if fv != v {
-                        return Err(SpecError::new(
-                            ErrorCode::ConflictingFields,
+                        return Err(SpecError::conflicting_fields(
                             self.path(k),
                             format!("`{k}` ({v}) and `{fk}` ({fv}) name the same setting"),
                         ));
@@ -92,8 +91,7 @@ impl<'a> Cfg<'a> {
             None => Ok(None),
             Some(Value::Number(n)) => match n.as_f64() {
                 Some(x) if x.is_finite() && x >= 0.0 => Ok(Some(x)),
-                _ => Err(SpecError::new(
-                    ErrorCode::InvalidValue,
+                _ => Err(SpecError::invalid_value(
                     self.path(key),
                     "initializer_range must be a finite number ≥ 0",
                 )),
@@ -137,8 +135,7 @@ impl<'a> Cfg<'a> {
             None => Ok(None),
             Some(Value::Number(n)) => match n.as_f64() {
                 Some(x) if x.is_finite() => Ok(Some(x)),
-                _ => Err(SpecError::new(
-                    ErrorCode::InvalidValue,
+                _ => Err(SpecError::invalid_value(
                     self.path(key),
                     format!("{key} must be a finite number"),
                 )),
@@ -168,8 +165,7 @@ impl<'a> Cfg<'a> {
         };
         let given = self.opt_size(&["num_labels"])?;
         match (from_map, given) {
-            (Some(m), Some(n)) if m != n => Err(SpecError::new(
-                ErrorCode::ConflictingFields,
+            (Some(m), Some(n)) if m != n => Err(SpecError::conflicting_fields(
                 self.path("num_labels"),
                 format!("num_labels {n} contradicts id2label, which has {m} labels"),
             )),
@@ -192,8 +188,7 @@ impl<'a> Cfg<'a> {
                         "bfloat16" => DType::BF16,
                         "float64" | "double" => DType::F64,
                         _ => {
-                            return Err(SpecError::new(
-                                ErrorCode::InvalidValue,
+                            return Err(SpecError::invalid_value(
                                 self.path(key),
                                 format!(
                                     "{key} `{s}` is not a weight dtype; use float32, float16, bfloat16 or float64"
@@ -222,8 +217,7 @@ impl<'a> Cfg<'a> {
             None => Ok(None),
             Some(Value::Number(n)) => match n.as_u64() {
                 Some(p) if p < vocab => Ok(Some(p)),
-                _ => Err(SpecError::new(
-                    ErrorCode::InconsistentSizes,
+                _ => Err(SpecError::inconsistent_sizes(
                     self.path(key),
                     format!("pad_token_id {n} is not a row of the {vocab}-row embedding"),
                 )),
@@ -240,8 +234,7 @@ impl<'a> Cfg<'a> {
     /// way this release does not produce.
     pub fn unsupported_if(&self, key: &'static str, bad: bool, what: &str) -> Result<()> {
         if self.bool(key, !bad)? == bad {
-            return Err(SpecError::new(
-                ErrorCode::UnsupportedLayerType,
+            return Err(SpecError::unsupported_layer_type(
                 self.path(key),
                 format!("`{key}: {bad}` is not supported: {what}"),
             ));
@@ -252,8 +245,7 @@ impl<'a> Cfg<'a> {
     /// `a` must be divisible by `b` (sizes of the keys `ka` and `kb`).
     pub fn divisible(&self, a: u64, ka: &str, b: u64, kb: &'static str) -> Result<()> {
         if !a.is_multiple_of(b) {
-            return Err(SpecError::new(
-                ErrorCode::InconsistentSizes,
+            return Err(SpecError::inconsistent_sizes(
                 self.path(kb),
                 format!("{ka} ({a}) is not divisible by {kb} ({b})"),
             ));

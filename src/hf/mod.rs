@@ -33,7 +33,7 @@ pub(crate) use tensors::*;
 
 use serde_json::{Map, Value, json};
 
-use crate::error::{ErrorCode, Result, SpecError};
+use crate::error::{Result, SpecError};
 use crate::terms::DType;
 use crate::terms::fields::join;
 
@@ -219,8 +219,7 @@ pub fn parse(v: &Value, path: &str) -> Result<HfModel> {
                         .find(|(n, ..)| n == s)
                         .map(|(_, a, _)| *a)
                         .ok_or_else(|| {
-                            SpecError::new(
-                                ErrorCode::UnsupportedLayerType,
+                            SpecError::unsupported_layer_type(
                                 p,
                                 format!(
                                     "architecture `{s}` is not supported; use one of {}",
@@ -246,8 +245,7 @@ pub fn parse(v: &Value, path: &str) -> Result<HfModel> {
     };
     let arch = match (arch, model_type) {
         (Some(a), Some(t)) if t != a.model_type() => {
-            return Err(SpecError::new(
-                ErrorCode::ConflictingFields,
+            return Err(SpecError::conflicting_fields(
                 join(path, "model_type"),
                 format!(
                     "model_type `{t}` contradicts architectures[0] `{}` (model_type `{}`)",
@@ -260,8 +258,7 @@ pub fn parse(v: &Value, path: &str) -> Result<HfModel> {
         (None, Some(t)) => Arch::for_model_type(t).ok_or_else(|| {
             let mut types: Vec<&str> = ARCHITECTURES.iter().map(|(.., t)| *t).collect();
             types.dedup();
-            SpecError::new(
-                ErrorCode::UnsupportedLayerType,
+            SpecError::unsupported_layer_type(
                 join(path, "model_type"),
                 format!(
                     "model_type `{t}` is not supported; use one of {}",
@@ -270,8 +267,7 @@ pub fn parse(v: &Value, path: &str) -> Result<HfModel> {
             )
         })?,
         (None, None) => {
-            return Err(SpecError::new(
-                ErrorCode::MissingField,
+            return Err(SpecError::missing_field(
                 join(path, "architectures"),
                 "a Hugging Face config needs `architectures` or `model_type` to pick the model class",
             ));
@@ -292,8 +288,7 @@ pub fn parse(v: &Value, path: &str) -> Result<HfModel> {
         None
     };
     if arch == a(Fam::DistilBert, Head::Qa) && num_labels != Some(2) {
-        return Err(SpecError::new(
-            ErrorCode::InvalidValue,
+        return Err(SpecError::invalid_value(
             join(path, "num_labels"),
             "DistilBertForQuestionAnswering requires num_labels 2 (modeling_distilbert.py)",
         ));

@@ -6,7 +6,7 @@
 use serde_json::{Value, json};
 
 use super::initializer::{FanMode, Init, Nonlinearity, TorchFanMode, VsDistribution, build as b};
-use crate::error::{ErrorCode, Result, SpecError};
+use crate::error::{Result, SpecError};
 use crate::terms::fields::{Obj, finite_f64, join, wrong_type};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -424,11 +424,7 @@ pub fn parse(value: &Value, path: &str) -> Result<Init> {
         Value::Object(_) => {
             let obj = Obj::new(value, path)?;
             let (name, _) = obj.str_any(&["name"])?.ok_or_else(|| {
-                SpecError::new(
-                    ErrorCode::MissingField,
-                    join(path, "name"),
-                    "an initializer object needs a `name`",
-                )
+                SpecError::missing_field(join(path, "name"), "an initializer object needs a `name`")
             })?;
             (name, Some(obj))
         }
@@ -440,8 +436,7 @@ pub fn parse(value: &Value, path: &str) -> Result<Init> {
         path.to_string()
     };
     let def = find(name).ok_or_else(|| {
-        SpecError::new(
-            ErrorCode::UnknownInitializer,
+        SpecError::unknown_initializer(
             &name_path,
             format!("unknown initializer `{name}`; GET /v1/initializers lists them all"),
         )
@@ -460,8 +455,7 @@ pub fn parse(value: &Value, path: &str) -> Result<Init> {
                 D::Count(n) => ParamValue::Count(n),
                 D::Choice(s) => ParamValue::Choice(s),
                 D::Required => {
-                    return Err(SpecError::new(
-                        ErrorCode::MissingField,
+                    return Err(SpecError::missing_field(
                         join(path, pd.name),
                         format!("initializer `{}` needs `{}`", def.name, pd.name),
                     ));
@@ -474,8 +468,7 @@ pub fn parse(value: &Value, path: &str) -> Result<Init> {
                     Value::String(s) => match options.iter().find(|o| **o == s.as_str()) {
                         Some(o) => ParamValue::Choice(o),
                         None => {
-                            return Err(SpecError::new(
-                                ErrorCode::InvalidValue,
+                            return Err(SpecError::invalid_value(
                                 p,
                                 format!("`{s}` is not one of {}", options.join(", ")),
                             ));
@@ -493,8 +486,7 @@ pub fn parse(value: &Value, path: &str) -> Result<Init> {
     let init = (def.build)(&params).ok_or_else(|| {
         // The table's parameter kinds and its constructor disagree: a defect of this file
         // (the unit tests build every entry), reported rather than panicking.
-        SpecError::new(
-            ErrorCode::UnknownInitializer,
+        SpecError::unknown_initializer(
             path,
             format!(
                 "internal: the catalogue entry `{}` does not build",

@@ -6,9 +6,8 @@ use serde_json::Value;
 
 use super::Walker;
 use super::entry::{Entry, dims, known};
-use super::invalid;
 use super::shapes::Dims;
-use crate::error::{ErrorCode, Result, SpecError};
+use crate::error::{Result, SpecError};
 use crate::terms::fields::{index, join, positive_size, wrong_type};
 
 impl Walker {
@@ -43,7 +42,7 @@ impl Walker {
             }
         };
         let q = q.ok_or_else(|| {
-            invalid(
+            SpecError::invalid_value(
                 &sd_path,
                 "MultiHeadAttention's query shape is unknown; build the model before to_json()",
             )
@@ -51,8 +50,7 @@ impl Walker {
         let v = v.unwrap_or_else(|| q.clone());
         let k = k.unwrap_or_else(|| v.clone());
         if e.flag("use_gate", false)? {
-            return Err(SpecError::new(
-                ErrorCode::UnsupportedLayerType,
+            return Err(SpecError::unsupported_layer_type(
                 e.key("use_gate"),
                 "MultiHeadAttention(use_gate=True) is not supported by keras_model",
             ));

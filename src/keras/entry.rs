@@ -5,9 +5,8 @@
 use serde_json::{Map, Value};
 
 use super::initializers::{self, KerasInit};
-use super::invalid;
 use super::shapes::Dims;
-use crate::error::{ErrorCode, Result, SpecError};
+use crate::error::{Result, SpecError};
 use crate::terms::fields::{index, join, positive_size, wrong_type};
 
 /// A layer entry: `{"class_name", "config", "build_config"?, "inbound_nodes"?, …}`.
@@ -29,8 +28,7 @@ impl<'a> Entry<'a> {
             Some(Value::String(s)) => s.as_str(),
             Some(other) => return Err(wrong_type(&join(path, "class_name"), "a string", other)),
             None => {
-                return Err(SpecError::new(
-                    ErrorCode::MissingField,
+                return Err(SpecError::missing_field(
                     join(path, "class_name"),
                     "a Keras layer needs `class_name` (as model.to_json() writes it)",
                 ));
@@ -40,8 +38,7 @@ impl<'a> Entry<'a> {
             Some(Value::Object(m)) => m,
             Some(other) => return Err(wrong_type(&join(path, "config"), "an object", other)),
             None => {
-                return Err(SpecError::new(
-                    ErrorCode::MissingField,
+                return Err(SpecError::missing_field(
                     join(path, "config"),
                     "a Keras layer needs `config`",
                 ));
@@ -70,8 +67,7 @@ impl<'a> Entry<'a> {
             Some(other) if !other.is_string() && !other.is_null() => {
                 Err(wrong_type(&self.key("name"), "a string", other))
             }
-            _ => Err(SpecError::new(
-                ErrorCode::MissingField,
+            _ => Err(SpecError::missing_field(
                 self.key("name"),
                 format!(
                     "the {} layer has no `name`; post model.to_json() as it is",
@@ -84,8 +80,7 @@ impl<'a> Entry<'a> {
     pub(super) fn size(&self, k: &str) -> Result<u64> {
         match self.get(k) {
             Some(v) => positive_size(v, &self.key(k)),
-            None => Err(SpecError::new(
-                ErrorCode::MissingField,
+            None => Err(SpecError::missing_field(
                 self.key(k),
                 format!("the {} layer needs `{k}`", self.class),
             )),
@@ -127,16 +122,15 @@ impl<'a> Entry<'a> {
         match self.get(k) {
             None => match d {
                 Some(d) => Ok(vec![d; n]),
-                None => Err(SpecError::new(
-                    ErrorCode::MissingField,
+                None => Err(SpecError::missing_field(
                     self.key(k),
                     format!("the {} layer needs `{k}`", self.class),
                 )),
             },
             Some(Value::Array(a)) => {
                 if a.len() != n {
-                    return Err(invalid(
-                        &self.key(k),
+                    return Err(SpecError::invalid_value(
+                        self.key(k),
                         format!("expected {n} values, got {}", a.len()),
                     ));
                 }
@@ -206,7 +200,7 @@ pub(super) fn shape_list(v: &Value, path: &str) -> Result<Vec<Dims>> {
 
 pub(super) fn known(d: Option<u64>, path: &str, what: &str) -> Result<u64> {
     d.ok_or_else(|| {
-        invalid(
+        SpecError::invalid_value(
             path,
             format!("the {what} is unknown (None) in the input shape"),
         )

@@ -6,9 +6,8 @@ use serde_json::Value;
 
 use super::Walker;
 use super::entry::{Entry, dims, known};
-use super::invalid;
 use super::shapes::{self, Dims};
-use crate::error::{ErrorCode, Result, SpecError};
+use crate::error::{Result, SpecError};
 use crate::terms::fields::{index, positive_size, wrong_type};
 
 impl Walker {
@@ -45,8 +44,7 @@ impl Walker {
             Some(v @ Value::Array(_)) => dims(v, &e.key("output_shape"))?,
             Some(v) => vec![Some(positive_size(v, &e.key("output_shape"))?)],
             None => {
-                return Err(SpecError::new(
-                    ErrorCode::MissingField,
+                return Err(SpecError::missing_field(
                     e.key("output_shape"),
                     "EinsumDense needs `output_shape`",
                 ));
@@ -118,8 +116,8 @@ impl Walker {
         for a in &axes {
             let ax = if *a < 0 { rank + a } else { *a };
             if !(0..rank).contains(&ax) {
-                return Err(invalid(
-                    &e.key("axis"),
+                return Err(SpecError::invalid_value(
+                    e.key("axis"),
                     format!("axis {a} is outside the input's rank {rank}"),
                 ));
             }
@@ -128,15 +126,14 @@ impl Walker {
         if e.class == "GroupNormalization" {
             let g = e.size_or("groups", 32)?;
             if shape.len() != 1 || !shape[0].is_multiple_of(g) {
-                return Err(invalid(
-                    &e.key("groups"),
+                return Err(SpecError::invalid_value(
+                    e.key("groups"),
                     format!("the channels ({shape:?}) must be a multiple of groups ({g})"),
                 ));
             }
         }
         if e.class == "LayerNormalization" && e.flag("rms_scaling", false)? {
-            return Err(SpecError::new(
-                ErrorCode::UnsupportedLayerType,
+            return Err(SpecError::unsupported_layer_type(
                 e.key("rms_scaling"),
                 "LayerNormalization(rms_scaling=True) is not supported by keras_model",
             ));
@@ -174,7 +171,7 @@ impl Walker {
             3
         };
         if inp.len() != n + 2 {
-            return Err(invalid(
+            return Err(SpecError::invalid_value(
                 bpath,
                 format!("{class} needs an input of rank {}, got {:?}", n + 2, inp),
             ));
@@ -224,8 +221,8 @@ impl Walker {
                 e.size_or("groups", 1)?
             };
             if !cin.is_multiple_of(groups) || !filters.is_multiple_of(groups) {
-                return Err(invalid(
-                    &e.key("groups"),
+                return Err(SpecError::invalid_value(
+                    e.key("groups"),
                     format!(
                         "input channels ({cin}) and filters ({filters}) must be multiples of groups ({groups})"
                     ),

@@ -33,7 +33,7 @@ mod walk;
 
 use serde_json::Value;
 
-use crate::error::{ErrorCode, Result, SpecError};
+use crate::error::{Result, SpecError};
 use crate::terms::fields::join;
 use entry::Entry;
 pub use initializers::KerasInit;
@@ -73,10 +73,6 @@ impl KerasModel {
     pub fn to_json(&self) -> Value {
         self.source.clone()
     }
-}
-
-fn invalid(path: &str, msg: impl Into<String>) -> SpecError {
-    SpecError::new(ErrorCode::InvalidValue, path, msg)
 }
 
 /// Layers without weights, and how they change the shape (`None`: not computed here; a
@@ -184,8 +180,7 @@ pub fn parse(v: &Value, path: &str) -> Result<KerasModel> {
     };
     let e = Entry::new(v, path)?;
     if !MODELS.contains(&e.class) {
-        return Err(SpecError::new(
-            ErrorCode::UnsupportedLayerType,
+        return Err(SpecError::unsupported_layer_type(
             join(path, "class_name"),
             format!(
                 "keras_model must be a Sequential or Functional model (model.to_json()), got `{}`",

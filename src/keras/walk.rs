@@ -9,7 +9,7 @@ use super::entry::{Entry, dims, shape_list};
 use super::parameter_free::free_output;
 use super::shapes::Dims;
 use super::{MODELS, PARAMETER_FREE, WITH_WEIGHTS, Walker, supported_classes};
-use crate::error::{ErrorCode, Result, SpecError};
+use crate::error::{Result, SpecError};
 use crate::terms::fields::{index, join, wrong_type};
 
 impl Walker {
@@ -25,8 +25,7 @@ impl Walker {
             Some(Value::Array(a)) => a,
             Some(other) => return Err(wrong_type(&e.key("layers"), "a list of layers", other)),
             None => {
-                return Err(SpecError::new(
-                    ErrorCode::MissingField,
+                return Err(SpecError::missing_field(
                     e.key("layers"),
                     "a Keras model config needs `layers`",
                 ));
@@ -100,8 +99,7 @@ impl Walker {
             };
         }
         if !WITH_WEIGHTS.contains(&e.class) && !PARAMETER_FREE.contains(&e.class) {
-            return Err(SpecError::new(
-                ErrorCode::UnsupportedLayerType,
+            return Err(SpecError::unsupported_layer_type(
                 join(&e.path, "class_name"),
                 format!(
                     "Keras layer `{}` is not supported by keras_model; supported: {}",
@@ -126,8 +124,7 @@ impl Walker {
             return self.attention(e, &prefix, inputs);
         }
         let need = |what: &str| {
-            SpecError::new(
-                ErrorCode::InvalidValue,
+            SpecError::invalid_value(
                 join(&e.path, "build_config"),
                 format!(
                     "the input shape of {} `{name}` is unknown: it has no build_config and no earlier layer gives it{what}; build the model (keras.Input or model.build) before to_json()",
@@ -155,11 +152,7 @@ impl Walker {
             "SimpleRNN" | "LSTM" | "GRU" => self.rnn(e, &prefix, &inp, &bpath),
             "Bidirectional" => {
                 let fwd_v = e.get("layer").ok_or_else(|| {
-                    SpecError::new(
-                        ErrorCode::MissingField,
-                        e.key("layer"),
-                        "Bidirectional needs `layer`",
-                    )
+                    SpecError::missing_field(e.key("layer"), "Bidirectional needs `layer`")
                 })?;
                 let fwd = Entry::new(fwd_v, &e.key("layer"))?;
                 let inner = format!("{prefix}/");
@@ -199,11 +192,7 @@ impl Walker {
             }
             "TimeDistributed" => {
                 let lv = e.get("layer").ok_or_else(|| {
-                    SpecError::new(
-                        ErrorCode::MissingField,
-                        e.key("layer"),
-                        "TimeDistributed needs `layer`",
-                    )
+                    SpecError::missing_field(e.key("layer"), "TimeDistributed needs `layer`")
                 })?;
                 let le = Entry::new(lv, &e.key("layer"))?;
                 if inp.len() < 2 {
@@ -217,8 +206,7 @@ impl Walker {
                     o
                 }))
             }
-            other => Err(SpecError::new(
-                ErrorCode::UnsupportedLayerType,
+            other => Err(SpecError::unsupported_layer_type(
                 join(&e.path, "class_name"),
                 format!("Keras layer `{other}` is not supported by keras_model"),
             )),
