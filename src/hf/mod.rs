@@ -161,6 +161,8 @@ impl HfModel {
     }
 
     /// Canonical form: `architectures`, `model_type` and every honoured key, resolved.
+    /// Hand-written around the derived family fields: the class and `model_type` come from the
+    /// architecture table and Llama-family keys depend on the family (`LlamaConfig::write`).
     pub fn to_json(&self) -> Value {
         let mut m = Map::new();
         m.insert("architectures".into(), json!([self.arch.name()]));

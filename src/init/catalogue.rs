@@ -399,8 +399,9 @@ pub fn find(name: &str) -> Option<&'static InitDef> {
         .find(|d| d.name == name || d.aliases.contains(&name))
 }
 
-/// A parameter value after validation.
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// A parameter value after validation, serialized as the bare number or string.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+#[serde(untagged)]
 pub enum ParamValue {
     Float(f64),
     Count(u64),
@@ -409,11 +410,9 @@ pub enum ParamValue {
 
 impl ParamValue {
     pub(super) fn to_json(self) -> Value {
-        match self {
-            ParamValue::Float(x) => json!(x),
-            ParamValue::Count(n) => json!(n),
-            ParamValue::Choice(s) => json!(s),
-        }
+        // A number or a string always serializes (`Null` is never produced; the pinned
+        // catalogue and canonical requests cover every parameter).
+        serde_json::to_value(self).unwrap_or(Value::Null)
     }
 }
 
@@ -539,4 +538,24 @@ pub fn catalogue_json() -> Value {
         })
         .collect();
     json!({ "initializers": items, "framework_names": super::scoped::names_table() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn param_values_serialize_bare() {
+        // What the hand-written `to_json` wrote (`json!(x)` of each payload): an f64 keeps its
+        // fraction (`1.0`, not `1`), a count is an integer, a choice a string.
+        let cases = [
+            (ParamValue::Float(1.0), "1.0"),
+            (ParamValue::Float(-0.25), "-0.25"),
+            (ParamValue::Count(3), "3"),
+            (ParamValue::Choice("fan_in"), r#""fan_in""#),
+        ];
+        for (v, want) in cases {
+            assert_eq!(v.to_json().to_string(), want, "{v:?}");
+        }
+    }
 }

@@ -347,7 +347,8 @@ impl Init {
     }
 
     /// Canonical form: an object with the catalogue name and every parameter, in the
-    /// catalogue's order.
+    /// catalogue's order. Hand-written, not derived: the name is the catalogue entry's (one
+    /// variant such as `Kaiming` is two entries, told apart by `dist`, which is no parameter).
     pub fn to_json(&self) -> Value {
         let def = self.def();
         let mut m = Map::new();

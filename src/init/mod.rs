@@ -185,6 +185,9 @@ impl InitInfo {
         }
     }
 
+    /// The plan's `init` object. Hand-written, not derived: `name`, `semantics` and `params`
+    /// come from the catalogue entry, `requested` appears only when it differs from `name`, and
+    /// numbers not set are omitted.
     pub fn to_json(&self) -> Value {
         let mut m = Map::new();
         let def = self.spec.def();

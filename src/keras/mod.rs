@@ -70,6 +70,7 @@ pub struct KerasModel {
 }
 
 impl KerasModel {
+    /// The object as posted, unchanged: Keras's own JSON is the canonical form.
     pub fn to_json(&self) -> Value {
         self.source.clone()
     }

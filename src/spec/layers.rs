@@ -149,6 +149,9 @@ impl Layer {
         }
     }
 
+    /// Canonical form. Hand-written, not derived: the `type` is the request's layer name (a
+    /// standalone `linear` is `identity`), absent options are omitted and initializers and
+    /// activations take their canonical forms.
     pub fn to_json(&self) -> Value {
         let mut m = Map::new();
         // A standalone linear activation is written `identity`: as a layer type, `linear` is

@@ -181,7 +181,8 @@ impl Activation {
         }
     }
 
-    /// The canonical request form: a name, or an object for leaky_relu's slope.
+    /// The canonical request form: a name, or an object for leaky_relu's slope (hand-written:
+    /// the names are the request's, shared with `name`, which a derive would duplicate).
     pub(crate) fn to_json(self) -> Value {
         match self {
             Activation::LeakyRelu { negative_slope } => {
