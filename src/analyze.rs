@@ -27,7 +27,7 @@ use std::sync::Arc;
 use rayon::prelude::*;
 use serde_json::{Value, json};
 
-use crate::error::{ErrorCode, Result, SpecError};
+use crate::error::{Result, SpecError};
 use crate::generate::{Generator, Scratch};
 use crate::init::{ValueSource, WholeTensor};
 use crate::plan::{Layout, Plan, TensorPlan};
@@ -391,7 +391,7 @@ fn weight_second_moment(tp: &TensorPlan, w: &[f32]) -> f64 {
 pub const MIN_BATCH: usize = 8;
 
 fn too_much(path: String, msg: String) -> SpecError {
-    SpecError::new(ErrorCode::LimitExceeded, path, msg)
+    SpecError::limit_exceeded(path, msg)
 }
 
 /// The work bound, in closed form and before any allocation: the weights held, the activations
@@ -400,8 +400,7 @@ fn too_much(path: String, msg: String) -> SpecError {
 /// `limit_exceeded` error naming the bound when even the smallest batch does not fit.
 fn bounds(plan: &Plan, stages: &[Stage], batch: usize) -> Result<usize> {
     if plan.request.shard.is_some() {
-        return Err(SpecError::new(
-            ErrorCode::ConflictingFields,
+        return Err(SpecError::conflicting_fields(
             "shard",
             "analyze measures whole layers; a shard holds only a slice of each weight: drop `shard`",
         ));

@@ -204,6 +204,54 @@ impl SpecError {
         }
     }
 
+    // The common content errors, one constructor each (as crates.io's `util/errors.rs` has
+    // `bad_request`, `not_found`…), so a call site names the error and not the code plumbing.
+
+    /// `InvalidValue`: A value of the right type that is not allowed (zero size, NaN, an unknown choice).
+    pub fn invalid_value(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidValue, path, message)
+    }
+
+    /// `MissingField`: A required field is absent.
+    pub fn missing_field(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::MissingField, path, message)
+    }
+
+    /// `ConflictingFields`: Two fields (or two spellings of one) that contradict each other.
+    pub fn conflicting_fields(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::ConflictingFields, path, message)
+    }
+
+    /// `UnsupportedLayerType`: A layer, model class or feature this release does not produce.
+    pub fn unsupported_layer_type(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::UnsupportedLayerType, path, message)
+    }
+
+    /// `UnknownInitializer`: An initializer name that is not in the catalogue.
+    pub fn unknown_initializer(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::UnknownInitializer, path, message)
+    }
+
+    /// `InitializerMismatch`: An initializer that cannot be applied to its tensor.
+    pub fn initializer_mismatch(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InitializerMismatch, path, message)
+    }
+
+    /// `InconsistentSizes`: Sizes that do not chain or divide as they must.
+    pub fn inconsistent_sizes(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InconsistentSizes, path, message)
+    }
+
+    /// `SizeOverflow`: An element count or byte size past 64 bits.
+    pub fn size_overflow(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::SizeOverflow, path, message)
+    }
+
+    /// `LimitExceeded`: A configured limit (tensors, elements, bytes, work) is exceeded (413).
+    pub fn limit_exceeded(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::LimitExceeded, path, message)
+    }
+
     /// The JSON envelope of SPEC §5: `{"error": {"code", "message", "path"}}`, `path` only when
     /// there is one. The only renderer of it: the CLI prints it, the HTTP edge sends it.
     pub fn to_envelope(&self) -> serde_json::Value {

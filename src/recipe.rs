@@ -1,7 +1,7 @@
 //! Deep-network initialization recipes (`"recipe"` in the request): the schemes large models
 //! are trained with, each as its source framework writes it, applied to `hf_config` models and
 //! layer stacks. A recipe rewrites each covered tensor's resolved initializer in one place
-//! (`apply`, called by `plan::build` before `only`/`shard`, so fans and depth always come from
+//! (`apply`, called by `pipeline::build` (through `plan`) before `only`/`shard`, so fans and depth always come from
 //! the whole model and a shard is the slice of the full tensor), and records on the tensor which
 //! rule applied and why. Stream identities are unchanged: a recipe changes the transform of the
 //! same random words, never which words.
@@ -24,16 +24,19 @@
 //! - DeepNet (Wang et al. 2022, arXiv:2203.00555, Fig. 2): β = (8N)^(-1/4);
 //!   `xavier_normal_(w, gain=β)` for FFN, value and output projections, gain 1 for query and key.
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
-use crate::error::{ErrorCode, Result, SpecError};
+use crate::error::{Result, SpecError};
 use crate::init::{self, Element, Init, Resolved, TensorCtx, ValueSource, WholeTensor};
 use crate::sample::{Kernel, TruncParams};
 use crate::terms::Framework;
 use crate::terms::fields::{Obj, join, wrong_type};
 
-/// The recipes, with their resolved parameters (`None`: taken from the model).
-#[derive(Clone, Debug, PartialEq)]
+/// The recipes, with their resolved parameters (`None`: taken from the model). Serialized as
+/// the canonical request's `recipe`: `name` and every parameter, `num_layers: null` = from the
+/// model (the map is sorted, so field order does not matter).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[serde(tag = "name", rename_all = "snake_case")]
 pub enum Recipe {
     MegatronScaled {
         sigma: f64,
@@ -60,6 +63,7 @@ pub enum Recipe {
         readout_zero_init: bool,
         query_zero_init: bool,
     },
+    #[serde(rename = "deepnet")]
     DeepNet {
         num_layers: Option<u64>,
     },
@@ -72,8 +76,10 @@ pub enum Recipe {
     },
 }
 
-/// GPT-NeoX's `init_method` / `output_layer_init_method` choices (`get_init_methods`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// GPT-NeoX's `init_method` / `output_layer_init_method` choices (`get_init_methods`),
+/// serialized as the names `parse` reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum NeoxMethod {
     Normal,
     ScaledNormal,
@@ -82,14 +88,6 @@ pub enum NeoxMethod {
 }
 
 impl NeoxMethod {
-    fn as_str(self) -> &'static str {
-        match self {
-            NeoxMethod::Normal => "normal",
-            NeoxMethod::ScaledNormal => "scaled_normal",
-            NeoxMethod::SmallInit => "small_init",
-            NeoxMethod::WangInit => "wang_init",
-        }
-    }
     fn parse(s: &str, path: &str) -> Result<Self> {
         Ok(match s {
             "normal" => NeoxMethod::Normal,
@@ -97,8 +95,7 @@ impl NeoxMethod {
             "small_init" => NeoxMethod::SmallInit,
             "wang_init" => NeoxMethod::WangInit,
             _ => {
-                return Err(SpecError::new(
-                    ErrorCode::InvalidValue,
+                return Err(SpecError::invalid_value(
                     path,
                     format!(
                         "unknown GPT-NeoX init method `{s}`; use normal, scaled_normal, small_init or wang_init"
@@ -154,67 +151,9 @@ impl Recipe {
 
     /// Canonical form: every parameter explicit (`num_layers: null` = from the model).
     pub fn to_json(&self) -> Value {
-        let mut m = Map::new();
-        m.insert("name".into(), json!(self.name()));
-        match self {
-            Recipe::MegatronScaled { sigma, num_layers } => {
-                m.insert("sigma".into(), json!(sigma));
-                m.insert("num_layers".into(), json!(num_layers));
-            }
-            Recipe::GptNeox {
-                init_method,
-                output_layer_init_method,
-                sigma,
-                num_layers,
-            } => {
-                m.insert("init_method".into(), json!(init_method.as_str()));
-                m.insert(
-                    "output_layer_init_method".into(),
-                    json!(output_layer_init_method.as_str()),
-                );
-                m.insert("sigma".into(), json!(sigma));
-                m.insert("num_layers".into(), json!(num_layers));
-            }
-            Recipe::OlmoMitchell => {}
-            Recipe::OlmoFullMegatron {
-                init_std,
-                cutoff_factor,
-                num_layers,
-            } => {
-                m.insert("init_std".into(), json!(init_std));
-                m.insert("cutoff_factor".into(), json!(cutoff_factor));
-                m.insert("num_layers".into(), json!(num_layers));
-            }
-            Recipe::Torchtitan {
-                depth_init,
-                num_layers,
-            } => {
-                m.insert("depth_init".into(), json!(depth_init));
-                m.insert("num_layers".into(), json!(num_layers));
-            }
-            Recipe::Mup {
-                base_width,
-                readout_zero_init,
-                query_zero_init,
-            } => {
-                m.insert("base_width".into(), json!(base_width));
-                m.insert("readout_zero_init".into(), json!(readout_zero_init));
-                m.insert("query_zero_init".into(), json!(query_zero_init));
-            }
-            Recipe::DeepNet { num_layers } => {
-                m.insert("num_layers".into(), json!(num_layers));
-            }
-            Recipe::Adaptive {
-                target_std,
-                input_mean,
-                input_std,
-            } => {
-                m.insert("target_std".into(), json!(target_std));
-                m.insert("input_mean".into(), json!(input_mean));
-                m.insert("input_std".into(), json!(input_std));
-            }
-        }
-        Value::Object(m)
+        // An enum of numbers, booleans and strings always serializes to an object; `Null` is
+        // never produced (the unit test pins every variant's bytes).
+        serde_json::to_value(self).unwrap_or(Value::Null)
     }
 }
 
@@ -225,8 +164,7 @@ fn positive(o: &Obj<'_>, key: &'static str, default: f64) -> Result<f64> {
             let _ = p;
             Ok(x)
         }
-        Some((x, p)) => Err(SpecError::new(
-            ErrorCode::InvalidValue,
+        Some((x, p)) => Err(SpecError::invalid_value(
             p,
             format!("must be a positive number, got {x}"),
         )),
@@ -253,8 +191,7 @@ pub fn parse(v: &Value, path: &str) -> Result<Recipe> {
     };
     let o = Obj::new(v, path)?;
     let (name, name_path) = o.str_any(&["name"])?.ok_or_else(|| {
-        SpecError::new(
-            ErrorCode::MissingField,
+        SpecError::missing_field(
             join(path, "name"),
             format!("a recipe needs a `name`: one of {}", NAMES.join(", ")),
         )
@@ -290,9 +227,7 @@ pub fn parse(v: &Value, path: &str) -> Result<Recipe> {
         },
         "mup" => {
             let (base_width, _) = o.size_any(&["base_width"])?.ok_or_else(|| {
-                SpecError::new(
-                    ErrorCode::MissingField,
-                    join(path, "base_width"),
+                SpecError::missing_field(join(path, "base_width"),
                     "μP needs `base_width`: the base model's width (hf_config: its hidden_size; a layer stack: the out_features of its first layer) that the hyperparameters were tuned at",
                 )
             })?;
@@ -314,8 +249,7 @@ pub fn parse(v: &Value, path: &str) -> Result<Recipe> {
             input_std: positive(&o, "input_std", 1.0)?,
         },
         other => {
-            return Err(SpecError::new(
-                ErrorCode::InvalidValue,
+            return Err(SpecError::invalid_value(
                 name_path,
                 format!("unknown recipe `{other}`; use one of {}", NAMES.join(", ")),
             ));
@@ -697,9 +631,7 @@ pub fn rule_for(recipe: &Recipe, t: &Target<'_>, dims: &ModelDims, path: &str) -
                 Role::PackedQkv {
                     query_first_rows: false,
                 } if *query_zero_init => {
-                    return Err(SpecError::new(
-                        ErrorCode::InvalidValue,
-                        join(path, "query_zero_init"),
+                    return Err(SpecError::invalid_value(join(path, "query_zero_init"),
                         format!(
                             "`{}` packs query, key and value column-wise (GPT-2 Conv1D); the query part is not contiguous, so query_zero_init cannot be applied to it — set `query_zero_init: false`",
                             t.name
@@ -726,8 +658,7 @@ pub fn rule_for(recipe: &Recipe, t: &Target<'_>, dims: &ModelDims, path: &str) -
                 Role::Bias => bias(),
                 Role::Query | Role::Key => xavier(1.0, "query/key"),
                 Role::PackedQkv { .. } => {
-                    return Err(SpecError::new(
-                        ErrorCode::InvalidValue,
+                    return Err(SpecError::invalid_value(
                         path,
                         format!(
                             "DeepNet initializes the value projection with gain β and query/key with gain 1, but `{}` packs all three in one tensor; use separate projections",
@@ -741,7 +672,7 @@ pub fn rule_for(recipe: &Recipe, t: &Target<'_>, dims: &ModelDims, path: &str) -
                 ),
             }
         }
-        // Calibrated from the measured pass in `plan::build`, not by a per-tensor rule.
+        // Calibrated from the measured pass in `pipeline::build`, not by a per-tensor rule.
         Recipe::Adaptive { .. } => None,
     };
     Ok(match a {
@@ -858,9 +789,7 @@ pub fn apply_one(
         Action::Scale { factor, rule } => {
             let before = resolved.info.spec.name();
             let mut r = scale_resolved(resolved, factor).ok_or_else(|| {
-                SpecError::new(
-                    ErrorCode::InitializerMismatch,
-                    path,
+                SpecError::initializer_mismatch(path,
                     format!(
                         "`{}` uses {before}, which has no scale to multiply; give it a scaled initializer",
                         t.name
@@ -872,4 +801,92 @@ pub fn apply_one(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every variant, with parameters that exercise each JSON type (f64 with and without a
+    /// fraction, `None` and `Some` layer counts, booleans, a u64).
+    fn every_variant() -> Vec<Recipe> {
+        vec![
+            Recipe::MegatronScaled {
+                sigma: 0.02,
+                num_layers: None,
+            },
+            Recipe::MegatronScaled {
+                sigma: 1.0,
+                num_layers: Some(24),
+            },
+            Recipe::GptNeox {
+                init_method: NeoxMethod::SmallInit,
+                output_layer_init_method: NeoxMethod::WangInit,
+                sigma: 0.02,
+                num_layers: Some(12),
+            },
+            Recipe::GptNeox {
+                init_method: NeoxMethod::Normal,
+                output_layer_init_method: NeoxMethod::ScaledNormal,
+                sigma: 0.5,
+                num_layers: None,
+            },
+            Recipe::OlmoMitchell,
+            Recipe::OlmoFullMegatron {
+                init_std: 0.02,
+                cutoff_factor: 3.0,
+                num_layers: None,
+            },
+            Recipe::Torchtitan {
+                depth_init: true,
+                num_layers: Some(8),
+            },
+            Recipe::Torchtitan {
+                depth_init: false,
+                num_layers: None,
+            },
+            Recipe::Mup {
+                base_width: 256,
+                readout_zero_init: true,
+                query_zero_init: false,
+            },
+            Recipe::DeepNet { num_layers: None },
+            Recipe::DeepNet {
+                num_layers: Some(100),
+            },
+            Recipe::Adaptive {
+                target_std: 1.0,
+                input_mean: 0.0,
+                input_std: 0.1,
+            },
+        ]
+    }
+
+    /// Recorded from the hand-written `to_json` this derive replaced: the canonical request (and
+    /// so the safetensors header and the ETag) of a request with a recipe must not move.
+    const CANONICAL: [&str; 12] = [
+        r#"{"name":"megatron_scaled","num_layers":null,"sigma":0.02}"#,
+        r#"{"name":"megatron_scaled","num_layers":24,"sigma":1.0}"#,
+        r#"{"init_method":"small_init","name":"gpt_neox","num_layers":12,"output_layer_init_method":"wang_init","sigma":0.02}"#,
+        r#"{"init_method":"normal","name":"gpt_neox","num_layers":null,"output_layer_init_method":"scaled_normal","sigma":0.5}"#,
+        r#"{"name":"olmo_mitchell"}"#,
+        r#"{"cutoff_factor":3.0,"init_std":0.02,"name":"olmo_full_megatron","num_layers":null}"#,
+        r#"{"depth_init":true,"name":"torchtitan","num_layers":8}"#,
+        r#"{"depth_init":false,"name":"torchtitan","num_layers":null}"#,
+        r#"{"base_width":256,"name":"mup","query_zero_init":false,"readout_zero_init":true}"#,
+        r#"{"name":"deepnet","num_layers":null}"#,
+        r#"{"name":"deepnet","num_layers":100}"#,
+        r#"{"input_mean":0.0,"input_std":0.1,"name":"adaptive","target_std":1.0}"#,
+    ];
+
+    #[test]
+    fn canonical_json_of_every_variant_is_unchanged() {
+        let variants = every_variant();
+        assert_eq!(variants.len(), CANONICAL.len());
+        for (r, want) in variants.iter().zip(CANONICAL) {
+            assert_eq!(r.to_json().to_string(), want, "{r:?}");
+            // `name` is the same string `Recipe::name` reports (plans and reasons use it).
+            assert_eq!(r.to_json()["name"], r.name(), "{r:?}");
+        }
+    }
 }

@@ -12,10 +12,6 @@ fn shape(p: &paraminit::plan::Plan, n: &str) -> Vec<u64> {
     p.tensors[support::tensor_index(p, n)].shape.clone()
 }
 
-fn f64s(v: &[f32]) -> Vec<f64> {
-    v.iter().map(|&x| x as f64).collect()
-}
-
 #[test]
 fn pytorch_packed_in_proj_and_defaults() {
     let e = 64u64;
@@ -36,13 +32,13 @@ fn pytorch_packed_in_proj_and_defaults() {
     assert_eq!(shape(&p, "0.in_proj_weight"), [3 * e, e]);
     // xavier_uniform on the packed [3E, E]: limit √(6 / 4E).
     let lim = (6.0 / (4.0 * e as f64)).sqrt();
-    let mut w = f64s(&support::values(&p, "0.in_proj_weight"));
+    let mut w = support::f64s(&support::values(&p, "0.in_proj_weight"));
     assert!(w.iter().all(|x| x.abs() <= lim + 1e-7));
     let d = stats::ks_statistic(&mut w, |x| stats::uniform_cdf(x, -lim, lim));
     assert!(d < stats::ks_critical(w.len(), 1e-3));
     // out_proj: Linear default U(±1/√E); biases zero.
     let b = 1.0 / (e as f64).sqrt();
-    let mut o = f64s(&support::values(&p, "0.out_proj.weight"));
+    let mut o = support::f64s(&support::values(&p, "0.out_proj.weight"));
     let d = stats::ks_statistic(&mut o, |x| stats::uniform_cdf(x, -b, b));
     assert!(d < stats::ks_critical(o.len(), 1e-3));
     assert!(
@@ -108,7 +104,7 @@ fn keras_and_flax_kernels_and_fans() {
     let f = support::plan(&req("flax", None));
     assert_eq!(shape(&f, "params/mha/query/kernel"), [64, 4, 16]);
     assert_eq!(shape(&f, "params/mha/out/kernel"), [4, 16, 64]);
-    let v = f64s(&support::values(&f, "params/mha/out/kernel"));
+    let v = support::f64s(&support::values(&f, "params/mha/out/kernel"));
     let sd = stats::std_dev(&v);
     assert!(
         (sd / (1.0f64 / 64.0).sqrt() - 1.0).abs() < 0.04,

@@ -22,17 +22,6 @@ fn fixture(name: &str) -> Value {
     serde_json::from_str(&text).unwrap()
 }
 
-fn req(config: &Value, seed: u64) -> Value {
-    json!({"seed": seed, "hf_config": config})
-}
-
-fn mean_std(xs: &[f32]) -> (f64, f64) {
-    let n = xs.len() as f64;
-    let m = xs.iter().map(|&x| x as f64).sum::<f64>() / n;
-    let v = xs.iter().map(|&x| (x as f64 - m).powi(2)).sum::<f64>() / n;
-    (m, v.sqrt())
-}
-
 /// Checks one tensor against a fixture `init` rule.
 fn check_rule(p: &Arc<Plan>, name: &str, init: &Value) {
     let vals = support::values(p, name);
@@ -58,7 +47,7 @@ fn check_rule(p: &Arc<Plan>, name: &str, init: &Value) {
                     rest.extend_from_slice(row);
                 }
             }
-            let (m, s) = mean_std(&rest);
+            let (m, s) = support::mean_std(&rest);
             let n = rest.len() as f64;
             // std of the sample std ≈ σ/√(2n); allow 5 of those, at least 3%.
             let tol = (5.0 / (2.0 * n).sqrt()).max(0.03);
@@ -75,7 +64,7 @@ fn check_rule(p: &Arc<Plan>, name: &str, init: &Value) {
 fn check_fixture(name: &str) {
     let fx = fixture(name);
     for key in ["config", "config_to_dict"] {
-        let p = support::plan(&req(&fx[key], 42));
+        let p = support::plan(&support::hf_request(&fx[key], 42));
         // Names, shapes and dtypes exactly; order exactly the saved order.
         let got: Vec<&str> = p.tensors.iter().map(|t| t.name.as_str()).collect();
         let want: Vec<&str> = fx["saved_order"]
@@ -159,11 +148,11 @@ fn llama() -> Value {
 fn llama_tied_has_no_lm_head() {
     let mut c = llama();
     c["tie_word_embeddings"] = json!(true);
-    let p = support::plan(&req(&c, 1));
+    let p = support::plan(&support::hf_request(&c, 1));
     assert!(!names(&p).contains(&"lm_head.weight".to_string()));
     assert_eq!(p.tensors.len(), 20);
     // Untied (the fixture) has it.
-    let p = support::plan(&req(&llama(), 1));
+    let p = support::plan(&support::hf_request(&llama(), 1));
     assert_eq!(shape(&p, "lm_head.weight"), [1000, 64]);
 }
 
@@ -172,7 +161,7 @@ fn llama_gqa_with_one_kv_head_and_defaults() {
     let mut c = llama();
     c["num_key_value_heads"] = json!(1);
     c.as_object_mut().unwrap().remove("head_dim");
-    let p = support::plan(&req(&c, 1));
+    let p = support::plan(&support::hf_request(&c, 1));
     assert_eq!(
         shape(&p, "model.layers.0.self_attn.k_proj.weight"),
         [16, 64]
@@ -188,7 +177,7 @@ fn llama_gqa_with_one_kv_head_and_defaults() {
     // num_key_value_heads missing → = num_attention_heads (Llama default).
     let mut c = llama();
     c.as_object_mut().unwrap().remove("num_key_value_heads");
-    let p = support::plan(&req(&c, 1));
+    let p = support::plan(&support::hf_request(&c, 1));
     assert_eq!(
         shape(&p, "model.layers.0.self_attn.k_proj.weight"),
         [64, 64]
@@ -196,7 +185,7 @@ fn llama_gqa_with_one_kv_head_and_defaults() {
     // An explicit head_dim that differs from hidden/heads.
     let mut c = llama();
     c["head_dim"] = json!(32);
-    let p = support::plan(&req(&c, 1));
+    let p = support::plan(&support::hf_request(&c, 1));
     assert_eq!(
         shape(&p, "model.layers.0.self_attn.q_proj.weight"),
         [128, 64]
@@ -214,7 +203,7 @@ fn llama_pad_token_row_is_zero_and_biases() {
     c["attention_bias"] = json!(true);
     c["mlp_bias"] = json!(true);
     c["initializer_range"] = json!(0.05);
-    let p = support::plan(&req(&c, 9));
+    let p = support::plan(&support::hf_request(&c, 9));
     let e = support::values(&p, "model.embed_tokens.weight");
     assert!(e[7 * 64..8 * 64].iter().all(|&x| x == 0.0));
     assert!(e[6 * 64..7 * 64].iter().all(|&x| x != 0.0));
@@ -236,7 +225,7 @@ fn qwen2_has_qkv_biases_and_mistral_none() {
     let mut c = llama();
     c["architectures"] = json!(["Qwen2ForCausalLM"]);
     c["model_type"] = json!("qwen2");
-    let p = support::plan(&req(&c, 1));
+    let p = support::plan(&support::hf_request(&c, 1));
     let n = names(&p);
     for b in ["q_proj.bias", "k_proj.bias", "v_proj.bias"] {
         assert!(n.contains(&format!("model.layers.0.self_attn.{b}")), "{b}");
@@ -253,7 +242,7 @@ fn qwen2_has_qkv_biases_and_mistral_none() {
     c["architectures"] = json!(["MistralForCausalLM"]);
     c["model_type"] = json!("mistral");
     c["attention_bias"] = json!(true); // Mistral has no biases; the key is ignored.
-    let p = support::plan(&req(&c, 1));
+    let p = support::plan(&support::hf_request(&c, 1));
     assert!(names(&p).iter().all(|n| !n.ends_with(".bias")));
     assert_eq!(p.tensors.len(), 21);
 }
@@ -262,7 +251,7 @@ fn qwen2_has_qkv_biases_and_mistral_none() {
 fn base_models_drop_the_prefix_and_head() {
     let mut c = llama();
     c["architectures"] = json!(["LlamaModel"]);
-    let p = support::plan(&req(&c, 1));
+    let p = support::plan(&support::hf_request(&c, 1));
     let n = names(&p);
     assert!(n.contains(&"embed_tokens.weight".to_string()));
     assert!(n.contains(&"norm.weight".to_string()));
@@ -274,14 +263,14 @@ fn base_models_drop_the_prefix_and_head() {
 
     let mut g = fixture("gpt2_tiny")["config"].clone();
     g["architectures"] = json!(["GPT2Model"]);
-    let p = support::plan(&req(&g, 1));
+    let p = support::plan(&support::hf_request(&g, 1));
     assert_eq!(p.tensors.len(), 2 + 2 * 12 + 2);
     assert!(names(&p).iter().all(|n| !n.starts_with("transformer.")));
     assert_eq!(shape(&p, "h.0.attn.c_attn.weight"), [64, 192]);
 
     let mut b = fixture("bert_tiny")["config"].clone();
     b["architectures"] = json!(["BertModel"]);
-    let p = support::plan(&req(&b, 1));
+    let p = support::plan(&support::hf_request(&b, 1));
     let n = names(&p);
     assert!(n.contains(&"pooler.dense.weight".to_string()));
     assert!(n.contains(&"pooler.dense.bias".to_string()));
@@ -297,7 +286,7 @@ fn gpt2_n_inner_and_untied_head() {
     g["n_inner"] = json!(100);
     g["n_layer"] = json!(8);
     g["tie_word_embeddings"] = json!(false);
-    let p = support::plan(&req(&g, 5));
+    let p = support::plan(&support::hf_request(&g, 5));
     assert_eq!(shape(&p, "transformer.h.7.mlp.c_fc.weight"), [64, 100]);
     assert_eq!(shape(&p, "transformer.h.7.mlp.c_proj.weight"), [100, 64]);
     assert_eq!(shape(&p, "lm_head.weight"), [1000, 64]);
@@ -324,7 +313,7 @@ fn bert_untied_decoder_and_pad_token() {
     let mut b = fixture("bert_tiny")["config"].clone();
     b["tie_word_embeddings"] = json!(false);
     b["pad_token_id"] = json!(3);
-    let p = support::plan(&req(&b, 5));
+    let p = support::plan(&support::hf_request(&b, 5));
     assert_eq!(shape(&p, "cls.predictions.decoder.weight"), [1000, 64]);
     // Untied, save_pretrained writes the decoder bias under its own name too (issue 15:
     // from_pretrained reported it missing); it is zero like cls.predictions.bias.
@@ -341,7 +330,7 @@ fn bert_untied_decoder_and_pad_token() {
     );
     // pad_token_id: null ⇒ no zero row.
     b["pad_token_id"] = Value::Null;
-    let p = support::plan(&req(&b, 5));
+    let p = support::plan(&support::hf_request(&b, 5));
     let e = support::values(&p, "bert.embeddings.word_embeddings.weight");
     assert!(e.iter().all(|&x| x != 0.0));
 }
@@ -351,14 +340,14 @@ fn model_type_alone_picks_the_automodel_class() {
     // No `architectures`: the class AutoModel.from_config builds, the base model.
     let mut c = llama();
     c.as_object_mut().unwrap().remove("architectures");
-    let p = support::plan(&req(&c, 1));
+    let p = support::plan(&support::hf_request(&c, 1));
     assert!(!names(&p).contains(&"lm_head.weight".to_string()));
     assert_eq!(shape(&p, "embed_tokens.weight"), [1000, 64]);
     let g = json!({"model_type": "gpt2", "n_embd": 32, "n_layer": 1, "n_head": 2, "vocab_size": 50, "n_positions": 16});
-    let p = support::plan(&req(&g, 1));
+    let p = support::plan(&support::hf_request(&g, 1));
     assert_eq!(shape(&p, "wte.weight"), [50, 32]);
     assert_eq!(shape(&p, "h.0.mlp.c_fc.weight"), [32, 128]);
-    let parsed = spec::parse(&req(&g, 1)).unwrap();
+    let parsed = spec::parse(&support::hf_request(&g, 1)).unwrap();
     assert_eq!(parsed.hf.unwrap().arch.name(), "GPT2Model");
 }
 
@@ -366,12 +355,12 @@ fn model_type_alone_picks_the_automodel_class() {
 fn same_config_same_bytes_and_seed_changes_only_random_tensors() {
     for f in ["llama_tiny", "gpt2_tiny", "bert_tiny"] {
         let c = fixture(f)["config"].clone();
-        let a = support::plan(&req(&c, 11));
-        let b = support::plan(&req(&c, 11));
+        let a = support::plan(&support::hf_request(&c, 11));
+        let b = support::plan(&support::hf_request(&c, 11));
         let fa = support::safetensors_bytes(&a);
         assert_eq!(fa, support::safetensors_bytes(&b));
         assert_eq!(fa, support::safetensors_bytes_in_pieces(&a, 777));
-        let d = support::plan(&req(&c, 12));
+        let d = support::plan(&support::hf_request(&c, 12));
         let fd = support::safetensors_bytes(&d);
         for t in &a.tensors {
             let x = support::tensor_bytes(&a, &fa, &t.name);
@@ -391,7 +380,7 @@ fn same_config_same_bytes_and_seed_changes_only_random_tensors() {
 
 #[test]
 fn dtype_applies_and_canonical_is_a_fixed_point() {
-    let mut r = req(&fixture("bert_tiny")["config_to_dict"], 3);
+    let mut r = support::hf_request(&fixture("bert_tiny")["config_to_dict"], 3);
     r["dtype"] = json!("bfloat16");
     let p = support::plan(&r);
     assert!(p.tensors.iter().all(|t| t.dtype.safetensors() == "BF16"));
@@ -418,7 +407,7 @@ fn bad_configs_are_422_naming_the_field() {
     c["num_attention_heads"] = json!(5);
     c.as_object_mut().unwrap().remove("head_dim");
     assert_eq!(
-        err(&req(&c, 1)),
+        err(&support::hf_request(&c, 1)),
         (
             "inconsistent_sizes".into(),
             Some("hf_config.num_attention_heads".into())
@@ -427,13 +416,13 @@ fn bad_configs_are_422_naming_the_field() {
     let mut c = llama();
     c["num_key_value_heads"] = json!(3);
     assert_eq!(
-        err(&req(&c, 1)).1.as_deref(),
+        err(&support::hf_request(&c, 1)).1.as_deref(),
         Some("hf_config.num_key_value_heads")
     );
     let mut c = llama();
     c["architectures"] = json!(["BartForConditionalGeneration"]);
     assert_eq!(
-        err(&req(&c, 1)),
+        err(&support::hf_request(&c, 1)),
         (
             "unsupported_layer_type".into(),
             Some("hf_config.architectures[0]".into())
@@ -441,25 +430,31 @@ fn bad_configs_are_422_naming_the_field() {
     );
     let mut c = llama();
     c["model_type"] = json!("gpt2");
-    assert_eq!(err(&req(&c, 1)).1.as_deref(), Some("hf_config.model_type"));
+    assert_eq!(
+        err(&support::hf_request(&c, 1)).1.as_deref(),
+        Some("hf_config.model_type")
+    );
     let mut c = llama();
     c["hidden_size"] = json!("64");
-    assert_eq!(err(&req(&c, 1)).0, "invalid_type");
+    assert_eq!(err(&support::hf_request(&c, 1)).0, "invalid_type");
     let mut c = llama();
     c["pad_token_id"] = json!(1000);
     assert_eq!(
-        err(&req(&c, 1)).1.as_deref(),
+        err(&support::hf_request(&c, 1)).1.as_deref(),
         Some("hf_config.pad_token_id")
     );
     let mut g = fixture("gpt2_tiny")["config"].clone();
     g["add_cross_attention"] = json!(true);
     assert_eq!(
-        err(&req(&g, 1)).1.as_deref(),
+        err(&support::hf_request(&g, 1)).1.as_deref(),
         Some("hf_config.add_cross_attention")
     );
     let mut g = fixture("gpt2_tiny")["config"].clone();
     g["n_head"] = json!(5);
-    assert_eq!(err(&req(&g, 1)).1.as_deref(), Some("hf_config.n_head"));
+    assert_eq!(
+        err(&support::hf_request(&g, 1)).1.as_deref(),
+        Some("hf_config.n_head")
+    );
     assert_eq!(
         err(&json!({"seed": 1, "hf_config": {"hidden_size": 8}}))
             .1
@@ -485,7 +480,7 @@ mod common;
 async fn served_over_http_as_the_file_save_pretrained_writes() {
     use axum::http::StatusCode;
     let app = common::app();
-    let body = req(&fixture("gpt2_tiny")["config"], 42).to_string();
+    let body = support::hf_request(&fixture("gpt2_tiny")["config"], 42).to_string();
     let res = common::send(&app, common::post("/v1/init?format=safetensors", &body)).await;
     assert_eq!(res.status(), StatusCode::OK);
     let file = common::body_bytes(res).await;
@@ -501,14 +496,17 @@ async fn served_over_http_as_the_file_save_pretrained_writes() {
     // The same bytes as the core produces.
     assert_eq!(
         file,
-        support::safetensors_bytes(&support::plan(&req(&fixture("gpt2_tiny")["config"], 42)))
+        support::safetensors_bytes(&support::plan(&support::hf_request(
+            &fixture("gpt2_tiny")["config"],
+            42
+        )))
     );
     // A bad config is a 422 envelope naming the key.
     let mut c = fixture("gpt2_tiny")["config"].clone();
     c["n_head"] = json!(7);
     let v = common::json_of(
         &app,
-        common::post("/v1/init", &req(&c, 1).to_string()),
+        common::post("/v1/init", &support::hf_request(&c, 1).to_string()),
         StatusCode::UNPROCESSABLE_ENTITY,
     )
     .await;

@@ -19,16 +19,6 @@ fn fixtures() -> Value {
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
 }
 
-fn req(config: &Value, seed: u64) -> Value {
-    json!({"seed": seed, "hf_config": config})
-}
-
-fn std_of(xs: &[f32]) -> f64 {
-    let n = xs.len() as f64;
-    let m = xs.iter().map(|&x| x as f64).sum::<f64>() / n;
-    (xs.iter().map(|&x| (x as f64 - m).powi(2)).sum::<f64>() / n).sqrt()
-}
-
 #[test]
 fn every_class_reproduces_transformers() {
     let fx = fixtures();
@@ -38,7 +28,7 @@ fn every_class_reproduces_transformers() {
     for case in cases {
         let class = case["class"].as_str().unwrap();
         classes.insert(class.to_string());
-        let p = support::plan(&req(&case["config"], 7));
+        let p = support::plan(&support::hf_request(&case["config"], 7));
         let want: Vec<&str> = case["tensors"]
             .as_array()
             .unwrap()
@@ -96,7 +86,7 @@ fn every_class_reproduces_transformers() {
             }
             let hf_std = init["std"].as_f64().unwrap();
             let hf_n = init["n"].as_f64().unwrap();
-            let s = std_of(&rest);
+            let s = support::mean_std(&rest).1;
             let se = (1.0 / (2.0 * hf_n) + 1.0 / (2.0 * rest.len() as f64)).sqrt();
             assert!(
                 (s / hf_std - 1.0).abs() < 5.0 * se,
@@ -134,29 +124,29 @@ fn err(r: &Value) -> (String, Option<String>, String) {
 fn config_dtype_is_the_default_and_the_request_dtype_wins() {
     let mut c = fixture_config("Qwen3ForCausalLM");
     c["dtype"] = json!("bfloat16");
-    let p = support::plan(&req(&c, 1));
+    let p = support::plan(&support::hf_request(&c, 1));
     assert!(p.tensors.iter().all(|t| t.dtype.safetensors() == "BF16"));
     // transformers 4.x spelling.
     c.as_object_mut().unwrap().remove("dtype");
     c["torch_dtype"] = json!("float16");
-    let p = support::plan(&req(&c, 1));
+    let p = support::plan(&support::hf_request(&c, 1));
     assert!(p.tensors.iter().all(|t| t.dtype.safetensors() == "F16"));
     // Both: `dtype` wins, as in PretrainedConfig.__init__.
     c["dtype"] = json!("bfloat16");
-    let p = support::plan(&req(&c, 1));
+    let p = support::plan(&support::hf_request(&c, 1));
     assert!(p.tensors.iter().all(|t| t.dtype.safetensors() == "BF16"));
     // The request's dtype wins over the config's.
-    let mut r = req(&c, 1);
+    let mut r = support::hf_request(&c, 1);
     r["dtype"] = json!("float32");
     let p = support::plan(&r);
     assert!(p.tensors.iter().all(|t| t.dtype.safetensors() == "F32"));
     // The canonical request is a fixed point and keeps the config's dtype.
-    let parsed = spec::parse(&req(&c, 1)).unwrap();
+    let parsed = spec::parse(&support::hf_request(&c, 1)).unwrap();
     let again = spec::parse(&parsed.to_canonical_json()).unwrap();
     assert_eq!(again, parsed);
     // Not a weight dtype.
     c["dtype"] = json!("int8");
-    let (code, path, _) = err(&req(&c, 1));
+    let (code, path, _) = err(&support::hf_request(&c, 1));
     assert_eq!(
         (code.as_str(), path.as_deref()),
         ("invalid_value", Some("hf_config.dtype"))
@@ -179,7 +169,7 @@ fn no_architectures_builds_the_automodel_class() {
         let mut c = fixture_config(class);
         c.as_object_mut().unwrap().remove("architectures");
         assert_eq!(c["model_type"], model_type);
-        let parsed = spec::parse(&req(&c, 1)).unwrap();
+        let parsed = spec::parse(&support::hf_request(&c, 1)).unwrap();
         assert_eq!(parsed.hf.unwrap().arch.name(), class);
     }
 }
@@ -188,21 +178,21 @@ fn no_architectures_builds_the_automodel_class() {
 fn num_labels_comes_from_id2label_or_num_labels() {
     let mut c = fixture_config("BertForSequenceClassification");
     assert_eq!(c["id2label"].as_object().unwrap().len(), 3);
-    let p = support::plan(&req(&c, 1));
+    let p = support::plan(&support::hf_request(&c, 1));
     assert_eq!(
         p.tensors[support::tensor_index(&p, "classifier.weight")].shape,
         [3, 32]
     );
     c.as_object_mut().unwrap().remove("id2label");
     c["num_labels"] = json!(5);
-    let p = support::plan(&req(&c, 1));
+    let p = support::plan(&support::hf_request(&c, 1));
     assert_eq!(
         p.tensors[support::tensor_index(&p, "classifier.bias")].shape,
         [5]
     );
     // Neither: transformers' default of 2.
     c.as_object_mut().unwrap().remove("num_labels");
-    let p = support::plan(&req(&c, 1));
+    let p = support::plan(&support::hf_request(&c, 1));
     assert_eq!(
         p.tensors[support::tensor_index(&p, "classifier.bias")].shape,
         [2]
@@ -210,7 +200,7 @@ fn num_labels_comes_from_id2label_or_num_labels() {
     // Both, disagreeing.
     c["num_labels"] = json!(4);
     c["id2label"] = json!({"0": "a", "1": "b"});
-    let (code, path, _) = err(&req(&c, 1));
+    let (code, path, _) = err(&support::hf_request(&c, 1));
     assert_eq!(
         (code.as_str(), path.as_deref()),
         ("conflicting_fields", Some("hf_config.num_labels"))
@@ -219,7 +209,10 @@ fn num_labels_comes_from_id2label_or_num_labels() {
     let mut d = fixture_config("DistilBertForQuestionAnswering");
     d.as_object_mut().unwrap().remove("id2label");
     d["num_labels"] = json!(3);
-    assert_eq!(err(&req(&d, 1)).1.as_deref(), Some("hf_config.num_labels"));
+    assert_eq!(
+        err(&support::hf_request(&d, 1)).1.as_deref(),
+        Some("hf_config.num_labels")
+    );
 }
 
 #[test]
@@ -241,30 +234,33 @@ fn unsupported_switches_are_422_naming_the_key() {
     let mut d = fixture_config("DistilBertModel");
     d["sinusoidal_pos_embds"] = json!(true);
     assert_eq!(
-        err(&req(&d, 1)).1.as_deref(),
+        err(&support::hf_request(&d, 1)).1.as_deref(),
         Some("hf_config.sinusoidal_pos_embds")
     );
     let mut t = fixture_config("T5Model");
     t["feed_forward_proj"] = json!("gated-gelu-x");
     assert_eq!(
-        err(&req(&t, 1)).1.as_deref(),
+        err(&support::hf_request(&t, 1)).1.as_deref(),
         Some("hf_config.feed_forward_proj")
     );
     let mut v = fixture_config("ViTModel");
     v["patch_size"] = json!(32);
-    assert_eq!(err(&req(&v, 1)).1.as_deref(), Some("hf_config.patch_size"));
+    assert_eq!(
+        err(&support::hf_request(&v, 1)).1.as_deref(),
+        Some("hf_config.patch_size")
+    );
     // transformers itself fails here (trunc_normal_ with std 0).
     let mut v = fixture_config("ViTModel");
     v["initializer_range"] = json!(0.0);
     assert_eq!(
-        err(&req(&v, 1)).1.as_deref(),
+        err(&support::hf_request(&v, 1)).1.as_deref(),
         Some("hf_config.initializer_range")
     );
     // Phi-3's default pad_token_id (32000) is outside a small vocabulary, as in transformers.
     let mut p = fixture_config("Phi3Model");
     p.as_object_mut().unwrap().remove("pad_token_id");
     assert_eq!(
-        err(&req(&p, 1)).1.as_deref(),
+        err(&support::hf_request(&p, 1)).1.as_deref(),
         Some("hf_config.pad_token_id")
     );
 }
@@ -273,7 +269,10 @@ fn unsupported_switches_are_422_naming_the_key() {
 fn tensor_count_is_the_closed_form_of_the_tensor_list() {
     for case in fixtures()["cases"].as_array().unwrap() {
         let class = case["class"].as_str().unwrap();
-        let m = spec::parse(&req(&case["config"], 1)).unwrap().hf.unwrap();
+        let m = spec::parse(&support::hf_request(&case["config"], 1))
+            .unwrap()
+            .hf
+            .unwrap();
         assert_eq!(
             m.tensor_count().0,
             m.tensors().len() as u64,
@@ -287,7 +286,10 @@ fn tensor_count_is_the_closed_form_of_the_tensor_list() {
         q["num_hidden_layers"] = json!(5);
         q["decoder_sparse_step"] = json!(step);
         q["mlp_only_layers"] = only;
-        let m = spec::parse(&req(&q, 1)).unwrap().hf.unwrap();
+        let m = spec::parse(&support::hf_request(&q, 1))
+            .unwrap()
+            .hf
+            .unwrap();
         assert_eq!(m.tensor_count().0, m.tensors().len() as u64, "{q}");
     }
 }
@@ -302,12 +304,14 @@ fn a_huge_expert_or_layer_count_is_refused_before_any_tensor_is_built() {
     };
     let mut m = fixture_config("MixtralForCausalLM");
     m["num_local_experts"] = json!(1u64 << 40);
-    let e = pipeline::build(spec::parse(&req(&m, 1)).unwrap(), &limits).unwrap_err();
+    let e =
+        pipeline::build(spec::parse(&support::hf_request(&m, 1)).unwrap(), &limits).unwrap_err();
     assert_eq!(e.code.as_str(), "limit_exceeded");
     assert_eq!(e.path.as_deref(), Some("hf_config.num_local_experts"));
     let mut t = fixture_config("T5Model");
     t["num_layers"] = json!(1u64 << 40);
-    let e = pipeline::build(spec::parse(&req(&t, 1)).unwrap(), &limits).unwrap_err();
+    let e =
+        pipeline::build(spec::parse(&support::hf_request(&t, 1)).unwrap(), &limits).unwrap_err();
     assert_eq!(e.path.as_deref(), Some("hf_config.num_layers"));
 }
 
@@ -319,7 +323,7 @@ async fn served_over_http_in_the_configs_dtype() {
     let app = common::app();
     let mut c = fixture_config("Gemma3ForCausalLM");
     c["dtype"] = json!("bfloat16");
-    let body = req(&c, 42).to_string();
+    let body = support::hf_request(&c, 42).to_string();
     let res = common::send(&app, common::post("/v1/init?format=safetensors", &body)).await;
     assert_eq!(res.status(), StatusCode::OK);
     let file = common::body_bytes(res).await;
@@ -333,7 +337,7 @@ async fn served_over_http_in_the_configs_dtype() {
     );
     assert_eq!(
         file,
-        support::safetensors_bytes(&support::plan(&req(&c, 42)))
+        support::safetensors_bytes(&support::plan(&support::hf_request(&c, 42)))
     );
     // The bare config as the whole body: a 422 envelope pointing at the wrapped form.
     let v = common::json_of(
@@ -349,7 +353,7 @@ async fn served_over_http_in_the_configs_dtype() {
 fn canonical_form_is_a_fixed_point_for_every_class() {
     for case in fixtures()["cases"].as_array().unwrap() {
         let class = case["class"].as_str().unwrap();
-        let parsed = spec::parse(&req(&case["config"], 3)).unwrap();
+        let parsed = spec::parse(&support::hf_request(&case["config"], 3)).unwrap();
         let c1 = parsed.to_canonical_json();
         let again = spec::parse(&c1).unwrap_or_else(|e| panic!("{class}: {e}"));
         assert_eq!(again, parsed, "{class}");
@@ -403,14 +407,14 @@ fn huge_sizes_in_any_family_are_refused_not_panics() {
             // A 422 at parse (inconsistent sizes) or a limit at planning, never a panic; or,
             // for a key the class does not read (max_position_embeddings of a rotary model),
             // the unchanged plan.
-            if let Ok(r) = spec::parse(&req(&c, 1)) {
+            if let Ok(r) = spec::parse(&support::hf_request(&c, 1)) {
                 match pipeline::build(r, &limits) {
                     Err(e) => assert!(
                         matches!(e.code.as_str(), "limit_exceeded" | "size_overflow"),
                         "{class} {key}: {e}"
                     ),
                     Ok(p) => {
-                        let base = support::plan(&req(&case["config"], 1));
+                        let base = support::plan(&support::hf_request(&case["config"], 1));
                         let shapes = |p: &paraminit::plan::Plan| {
                             p.tensors
                                 .iter()

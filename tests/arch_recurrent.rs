@@ -28,10 +28,6 @@ fn sorted(mut v: Vec<(String, Vec<u64>)>) -> Vec<(String, Vec<u64>)> {
     v
 }
 
-fn f64s(v: &[f32]) -> Vec<f64> {
-    v.iter().map(|&x| x as f64).collect()
-}
-
 #[test]
 fn pytorch_lstm_names_shapes_bidirectional_multilayer_proj() {
     let p = support::plan(&json!({"seed": 1, "layers": [
@@ -68,7 +64,7 @@ fn pytorch_defaults_are_uniform_over_inverse_sqrt_hidden() {
             "0.bias_ih_l0",
             "0.bias_hh_l0",
         ] {
-            let mut v = f64s(&support::values(&p, n));
+            let mut v = support::f64s(&support::values(&p, n));
             assert!(v.iter().all(|x| x.abs() <= bound + 1e-7), "{ty} {n}");
             if v.len() >= 1000 {
                 let d = stats::ks_statistic(&mut v, |x| stats::uniform_cdf(x, -bound, bound));
@@ -116,7 +112,7 @@ fn keras_lstm_paths_defaults_and_unit_forget_bias() {
     );
     // glorot_uniform over [in, 4H]: limit √(6 / (30 + 80)).
     let lim = (6.0f64 / 110.0).sqrt();
-    let mut k = f64s(&support::values(&p, "lstm/lstm_cell/kernel"));
+    let mut k = support::f64s(&support::values(&p, "lstm/lstm_cell/kernel"));
     assert!(k.iter().all(|x| x.abs() <= lim + 1e-6));
     let d = stats::ks_statistic(&mut k, |x| stats::uniform_cdf(x, -lim, lim));
     assert!(d < stats::ks_critical(2400, 1e-3));
@@ -205,7 +201,7 @@ fn flax_cells_have_per_gate_dense_kernels() {
     // Input kernels: lecun_normal (truncated, variance 1/fan_in) with fan_in = 6.
     let p = support::plan(&json!({"seed": 3, "framework": "flax", "layers": [
         {"type": "lstm", "input_size": 200, "hidden_size": 256}]}));
-    let v = f64s(&support::values(&p, "params/LSTMCell_0/ii/kernel"));
+    let v = support::f64s(&support::values(&p, "params/LSTMCell_0/ii/kernel"));
     let sd = stats::std_dev(&v);
     assert!((sd / (1.0f64 / 200.0).sqrt() - 1.0).abs() < 0.03, "{sd}");
 }

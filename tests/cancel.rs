@@ -15,17 +15,6 @@ use paraminit::config::Config;
 const BIG: &str = r#"{"seed":1,"tensors":[{"name":"q","shape":[4096,4096],"init":"orthogonal"}]}"#;
 const SMALL: &str = r#"{"seed":1,"tensors":[{"name":"w","shape":[4],"init":"zeros"}]}"#;
 
-async fn start(config: Config) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(paraminit::http::serve_with_shutdown(
-        listener,
-        config,
-        std::future::pending(),
-    ));
-    addr
-}
-
 fn send_request(addr: SocketAddr, body: &str) -> TcpStream {
     let mut s = TcpStream::connect(addr).unwrap();
     write!(
@@ -78,7 +67,7 @@ fn read_head(s: &mut TcpStream) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_disconnected_orthogonal_frees_its_slot() {
-    let addr = start(Config {
+    let addr = serve_on_loopback(Config {
         max_jobs: 1,
         threads: 1,
         ..test_config()

@@ -14,17 +14,6 @@ use axum::http::{Request, StatusCode};
 use common::*;
 use paraminit::config::Config;
 
-async fn start(config: Config) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(paraminit::http::serve_with_shutdown(
-        listener,
-        config,
-        std::future::pending(),
-    ));
-    addr
-}
-
 /// Blocks until the server closes `s` (read returns 0 or an error); the time it took.
 fn time_to_close(mut s: TcpStream, limit: Duration) -> Duration {
     let t = Instant::now();
@@ -48,7 +37,7 @@ fn config(header_timeout_secs: u64, max_connections: usize) -> Config {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_and_trickling_connections_are_closed() {
-    let addr = start(config(1, 64)).await;
+    let addr = serve_on_loopback(config(1, 64)).await;
     tokio::task::spawn_blocking(move || {
         // Sends nothing.
         let s = TcpStream::connect(addr).unwrap();
@@ -85,7 +74,7 @@ async fn silent_and_trickling_connections_are_closed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_the_connection_cap_healthz_still_answers() {
-    let addr = start(config(30, 2)).await;
+    let addr = serve_on_loopback(config(30, 2)).await;
     tokio::task::spawn_blocking(move || {
         let held: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(addr).unwrap()).collect();
         std::thread::sleep(Duration::from_millis(200));
@@ -336,7 +325,7 @@ async fn format_and_batch_are_percent_decoded() {
 /// which a parse on the worker would hold it for the whole parse).
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn a_big_body_is_parsed_off_the_async_workers() {
-    let addr = start(test_config()).await;
+    let addr = serve_on_loopback(test_config()).await;
     tokio::task::spawn_blocking(move || {
         // 90,000 valid tensors, then one with an unknown initializer: the whole body is parsed
         // and validated, and the answer is a 422, so no plan is built.

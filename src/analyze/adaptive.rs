@@ -17,7 +17,7 @@ use super::{
     DEFAULT_BATCH, MAX_ANALYZED_ACTIVATIONS, MAX_WORK, Skip, act_value, logical_values,
     normal_matrix, stage_input, stages, std_of, weighted_sums,
 };
-use crate::error::{ErrorCode, Result, SpecError};
+use crate::error::{Result, SpecError};
 use crate::generate::Generator;
 use crate::plan::{Plan, Scale};
 use crate::recipe::Recipe;
@@ -35,8 +35,7 @@ pub fn calibrate(plan: Arc<Plan>, req: &Request) -> Result<Vec<Scale>> {
         return Ok(Vec::new());
     };
     if req.hf.is_some() {
-        return Err(SpecError::new(
-            ErrorCode::InvalidValue,
+        return Err(SpecError::invalid_value(
             "recipe",
             "`adaptive` calibrates a layer stack of dense and conv layers; for an hf_config model use a recipe such as torchtitan or olmo_mitchell (compare them with the forecast of /v1/analyze)",
         ));
@@ -50,8 +49,7 @@ pub fn calibrate(plan: Arc<Plan>, req: &Request) -> Result<Vec<Scale>> {
             Skip::LoneActivation => "an activation must follow a dense or conv layer".to_string(),
             Skip::NotCovered => format!("a `{}` layer is not covered", req.layers[*k].type_name()),
         };
-        return Err(SpecError::new(
-            ErrorCode::InvalidValue,
+        return Err(SpecError::invalid_value(
             format!("layers[{k}]"),
             format!(
                 "`adaptive` calibrates stacks of dense and conv layers (with activations and dropout); {why}"
@@ -59,8 +57,7 @@ pub fn calibrate(plan: Arc<Plan>, req: &Request) -> Result<Vec<Scale>> {
         ));
     }
     if stages.is_empty() {
-        return Err(SpecError::new(
-            ErrorCode::InvalidValue,
+        return Err(SpecError::invalid_value(
             "recipe",
             "`adaptive` needs at least one dense or conv layer",
         ));
@@ -72,8 +69,7 @@ pub fn calibrate(plan: Arc<Plan>, req: &Request) -> Result<Vec<Scale>> {
         .fold(0u64, |a, b| a.saturating_add(b));
     let batch = DEFAULT_BATCH;
     if params.saturating_mul(batch as u64) > MAX_WORK {
-        return Err(SpecError::new(
-            ErrorCode::LimitExceeded,
+        return Err(SpecError::limit_exceeded(
             "recipe",
             format!(
                 "`adaptive` pushes a batch of {batch} through {params} weights ({} multiply-adds); the limit is {MAX_WORK}",
@@ -88,8 +84,7 @@ pub fn calibrate(plan: Arc<Plan>, req: &Request) -> Result<Vec<Scale>> {
         let live =
             (batch as u64).saturating_mul((s.fan_in as u64).saturating_add(s.fan_out as u64));
         if live > MAX_ANALYZED_ACTIVATIONS {
-            return Err(SpecError::new(
-                ErrorCode::LimitExceeded,
+            return Err(SpecError::limit_exceeded(
                 format!("layers[{}]", s.index),
                 format!(
                     "`adaptive` pushes a batch of {batch} through this layer: {live} activation values (batch × (fan_in + fan_out)); the limit is {MAX_ANALYZED_ACTIVATIONS}"
@@ -115,8 +110,7 @@ pub fn calibrate(plan: Arc<Plan>, req: &Request) -> Result<Vec<Scale>> {
         let x = stage_input(h, batch, si.checked_sub(1).map(|p| stages[p].fan_out), s);
         let (fi, fo) = (s.fan_in, s.fan_out);
         if x.len() != batch * fi {
-            return Err(SpecError::new(
-                ErrorCode::InconsistentSizes,
+            return Err(SpecError::inconsistent_sizes(
                 format!("layers[{}]", s.index),
                 "the layer's input width does not chain from the previous layer's output",
             ));

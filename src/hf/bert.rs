@@ -13,7 +13,7 @@ use super::{
     Arch, BIAS, Cfg, EMBED, Fam, Head, HfInit, HfTensor, LINEAR, generic_std, layer_norm, linear,
     linear_head, normal, t,
 };
-use crate::error::Result;
+use crate::error::{Result, SpecError};
 
 /// Serialized field by field as the canonical `hf_config` keys (`HfModel::to_json`): the
 /// field names are transformers' config keys.
@@ -59,8 +59,7 @@ impl BertConfig {
             && let Some(p) = pad_token_id
             && p >= max_position_embeddings
         {
-            return Err(crate::error::SpecError::new(
-                crate::error::ErrorCode::InconsistentSizes,
+            return Err(SpecError::inconsistent_sizes(
                 c.path("pad_token_id"),
                 format!(
                     "RoBERTa's position embeddings use pad_token_id {p} as padding_idx; it must be below max_position_embeddings ({max_position_embeddings})"

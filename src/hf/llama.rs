@@ -18,7 +18,7 @@ use super::{
     Arch, BIAS, Cfg, EMBED, Fam, Head, HfInit, HfTensor, LINEAR, NORM_W, generic_std, linear_head,
     normal, t,
 };
-use crate::error::{ErrorCode, Result, SpecError};
+use crate::error::{Result, SpecError};
 
 /// The MoE layout of a layer stack.
 #[derive(Clone, Debug, PartialEq)]
@@ -164,8 +164,7 @@ impl LlamaConfig {
         let pad_token_id = match (c.map.get("pad_token_id"), dpad) {
             (None, Some(p)) => {
                 if p >= vocab_size {
-                    return Err(SpecError::new(
-                        ErrorCode::InconsistentSizes,
+                    return Err(SpecError::inconsistent_sizes(
                         c.path("pad_token_id"),
                         format!(
                             "the default pad_token_id {p} is not a row of the {vocab_size}-row embedding; set pad_token_id"

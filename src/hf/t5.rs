@@ -13,7 +13,7 @@
 //! decoder's `embed_tokens` are `shared` (not saved), as is a tied `lm_head`.
 
 use super::{Arch, BIAS, Cfg, Head, HfInit, HfTensor, normal, t};
-use crate::error::{ErrorCode, Result, SpecError};
+use crate::error::{Result, SpecError};
 
 /// Serialized field by field as the canonical `hf_config` keys (`HfModel::to_json`): the
 /// field names are transformers' config keys.
@@ -49,8 +49,7 @@ impl T5Config {
             [_] => false,
             ["gated", _] => true,
             _ => {
-                return Err(SpecError::new(
-                    ErrorCode::InvalidValue,
+                return Err(SpecError::invalid_value(
                     c.path("feed_forward_proj"),
                     format!(
                         "`{ffp}` is not a valid activation; use \"gated-{{act}}\" or \"{{act}}\", e.g. \"gated-gelu\" or \"relu\""
@@ -60,8 +59,7 @@ impl T5Config {
         };
         let initializer_factor = c.float("initializer_factor")?.unwrap_or(1.0);
         if initializer_factor < 0.0 {
-            return Err(SpecError::new(
-                ErrorCode::InvalidValue,
+            return Err(SpecError::invalid_value(
                 c.path("initializer_factor"),
                 "initializer_factor must be ≥ 0",
             ));

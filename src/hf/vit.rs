@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::{
     Arch, BIAS, Cfg, Head, HfInit, HfTensor, LINEAR, layer_norm, linear, linear_head, normal, t,
 };
-use crate::error::{ErrorCode, Result, SpecError};
+use crate::error::{Result, SpecError};
 
 /// Serialized field by field as the canonical `hf_config` keys (`HfModel::to_json`): the
 /// field names are transformers' config keys.
@@ -45,8 +45,7 @@ impl ViTConfig {
         let patch_size = pair(c, "patch_size", 16)?;
         for k in 0..2 {
             if patch_size[k] > image_size[k] {
-                return Err(SpecError::new(
-                    ErrorCode::InconsistentSizes,
+                return Err(SpecError::inconsistent_sizes(
                     c.path("patch_size"),
                     format!(
                         "patch_size {:?} is larger than image_size {:?}",
@@ -65,8 +64,7 @@ impl ViTConfig {
         // no file to match.
         let initializer_range = c.init_range()?.unwrap_or(0.02);
         if initializer_range == 0.0 {
-            return Err(SpecError::new(
-                ErrorCode::InvalidValue,
+            return Err(SpecError::invalid_value(
                 c.path("initializer_range"),
                 "ViT needs initializer_range > 0: its trunc_normal_(std=initializer_range) embeddings fail at 0 in transformers",
             ));
@@ -177,8 +175,7 @@ fn pair(c: &Cfg<'_>, key: &'static str, default: u64) -> Result<[u64; 2]> {
                 crate::terms::fields::positive_size(&a[1], &format!("{p}[1]"))?,
             ])
         }
-        Some(Value::Array(_)) => Err(SpecError::new(
-            ErrorCode::InvalidValue,
+        Some(Value::Array(_)) => Err(SpecError::invalid_value(
             c.path(key),
             format!("{key} must be an integer or a [height, width] pair"),
         )),

@@ -6,7 +6,7 @@
 use serde_json::{Value, json};
 
 use super::initializer::{FanMode, Init, Nonlinearity, TorchFanMode, VsDistribution, build as b};
-use crate::error::{ErrorCode, Result, SpecError};
+use crate::error::{Result, SpecError};
 use crate::terms::fields::{Obj, finite_f64, join, wrong_type};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -399,8 +399,9 @@ pub fn find(name: &str) -> Option<&'static InitDef> {
         .find(|d| d.name == name || d.aliases.contains(&name))
 }
 
-/// A parameter value after validation.
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// A parameter value after validation, serialized as the bare number or string.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+#[serde(untagged)]
 pub enum ParamValue {
     Float(f64),
     Count(u64),
@@ -409,11 +410,9 @@ pub enum ParamValue {
 
 impl ParamValue {
     pub(super) fn to_json(self) -> Value {
-        match self {
-            ParamValue::Float(x) => json!(x),
-            ParamValue::Count(n) => json!(n),
-            ParamValue::Choice(s) => json!(s),
-        }
+        // A number or a string always serializes (`Null` is never produced; the pinned
+        // catalogue and canonical requests cover every parameter).
+        serde_json::to_value(self).unwrap_or(Value::Null)
     }
 }
 
@@ -424,11 +423,7 @@ pub fn parse(value: &Value, path: &str) -> Result<Init> {
         Value::Object(_) => {
             let obj = Obj::new(value, path)?;
             let (name, _) = obj.str_any(&["name"])?.ok_or_else(|| {
-                SpecError::new(
-                    ErrorCode::MissingField,
-                    join(path, "name"),
-                    "an initializer object needs a `name`",
-                )
+                SpecError::missing_field(join(path, "name"), "an initializer object needs a `name`")
             })?;
             (name, Some(obj))
         }
@@ -440,8 +435,7 @@ pub fn parse(value: &Value, path: &str) -> Result<Init> {
         path.to_string()
     };
     let def = find(name).ok_or_else(|| {
-        SpecError::new(
-            ErrorCode::UnknownInitializer,
+        SpecError::unknown_initializer(
             &name_path,
             format!("unknown initializer `{name}`; GET /v1/initializers lists them all"),
         )
@@ -460,8 +454,7 @@ pub fn parse(value: &Value, path: &str) -> Result<Init> {
                 D::Count(n) => ParamValue::Count(n),
                 D::Choice(s) => ParamValue::Choice(s),
                 D::Required => {
-                    return Err(SpecError::new(
-                        ErrorCode::MissingField,
+                    return Err(SpecError::missing_field(
                         join(path, pd.name),
                         format!("initializer `{}` needs `{}`", def.name, pd.name),
                     ));
@@ -474,8 +467,7 @@ pub fn parse(value: &Value, path: &str) -> Result<Init> {
                     Value::String(s) => match options.iter().find(|o| **o == s.as_str()) {
                         Some(o) => ParamValue::Choice(o),
                         None => {
-                            return Err(SpecError::new(
-                                ErrorCode::InvalidValue,
+                            return Err(SpecError::invalid_value(
                                 p,
                                 format!("`{s}` is not one of {}", options.join(", ")),
                             ));
@@ -493,8 +485,7 @@ pub fn parse(value: &Value, path: &str) -> Result<Init> {
     let init = (def.build)(&params).ok_or_else(|| {
         // The table's parameter kinds and its constructor disagree: a defect of this file
         // (the unit tests build every entry), reported rather than panicking.
-        SpecError::new(
-            ErrorCode::UnknownInitializer,
+        SpecError::unknown_initializer(
             path,
             format!(
                 "internal: the catalogue entry `{}` does not build",
@@ -547,4 +538,24 @@ pub fn catalogue_json() -> Value {
         })
         .collect();
     json!({ "initializers": items, "framework_names": super::scoped::names_table() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn param_values_serialize_bare() {
+        // What the hand-written `to_json` wrote (`json!(x)` of each payload): an f64 keeps its
+        // fraction (`1.0`, not `1`), a count is an integer, a choice a string.
+        let cases = [
+            (ParamValue::Float(1.0), "1.0"),
+            (ParamValue::Float(-0.25), "-0.25"),
+            (ParamValue::Count(3), "3"),
+            (ParamValue::Choice("fan_in"), r#""fan_in""#),
+        ];
+        for (v, want) in cases {
+            assert_eq!(v.to_json().to_string(), want, "{v:?}");
+        }
+    }
 }

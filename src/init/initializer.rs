@@ -13,7 +13,7 @@
 use serde_json::{Map, Value, json};
 
 use super::catalogue::{CATALOGUE, InitDef, ParamValue};
-use crate::error::{ErrorCode, Result, SpecError};
+use crate::error::{Result, SpecError};
 use crate::terms::fields::join;
 
 /// The distribution of a fan-based family: uniform or normal (truncated or not is the family's
@@ -347,7 +347,8 @@ impl Init {
     }
 
     /// Canonical form: an object with the catalogue name and every parameter, in the
-    /// catalogue's order.
+    /// catalogue's order. Hand-written, not derived: the name is the catalogue entry's (one
+    /// variant such as `Kaiming` is two entries, told apart by `dist`, which is no parameter).
     pub fn to_json(&self) -> Value {
         let def = self.def();
         let mut m = Map::new();
@@ -388,13 +389,7 @@ impl Init {
     /// Value checks that do not depend on the tensor (those live in `resolve`); `path` is the
     /// initializer's JSON path.
     pub fn check(&self, path: &str) -> Result<()> {
-        let bad = |field: &str, msg: String| {
-            Err(SpecError::new(
-                ErrorCode::InvalidValue,
-                join(path, field),
-                msg,
-            ))
-        };
+        let bad = |field: &str, msg: String| Err(SpecError::invalid_value(join(path, field), msg));
         match *self {
             Init::Uniform { low, high } if low > high => {
                 bad("high", format!("high ({high}) must be ≥ low ({low})"))

@@ -141,8 +141,7 @@ pub fn parse(v: &Value, path: &str) -> Result<KerasInit> {
                 Some(Value::String(s)) => s.as_str(),
                 Some(other) => return Err(wrong_type(&join(path, "name"), "a string", other)),
                 None => {
-                    return Err(SpecError::new(
-                        ErrorCode::MissingField,
+                    return Err(SpecError::missing_field(
                         join(path, "name"),
                         "an initializer object needs a `name` (or Keras's `class_name`)",
                     ));
@@ -153,9 +152,7 @@ pub fn parse(v: &Value, path: &str) -> Result<KerasInit> {
         other => return Err(wrong_type(path, "a Keras initializer", other)),
     };
     let class = class_of(name).ok_or_else(|| {
-        SpecError::new(
-            ErrorCode::UnknownInitializer,
-            &name_path,
+        SpecError::unknown_initializer(&name_path,
             format!(
                 "`{name}` is not a Keras 3 initializer (keras.initializers: Zeros, Ones, Constant, Identity, RandomUniform, RandomNormal, TruncatedNormal, VarianceScaling, Glorot/He/Lecun Uniform/Normal, Orthogonal)"
             ),
@@ -193,8 +190,7 @@ pub fn parse(v: &Value, path: &str) -> Result<KerasInit> {
                                   "maxval": num(cfg, "maxval", 0.05, p)?})
         }
         "STFT" => {
-            return Err(SpecError::new(
-                ErrorCode::UnsupportedLayerType,
+            return Err(SpecError::unsupported_layer_type(
                 &name_path,
                 "Keras STFT (a fixed Fourier basis for STFT layers) is not supported",
             ));
@@ -205,8 +201,7 @@ pub fn parse(v: &Value, path: &str) -> Result<KerasInit> {
                 "VarianceScaling" => {
                     let scale = num(cfg, "scale", 1.0, p)?;
                     if scale <= 0.0 {
-                        return Err(SpecError::new(
-                            ErrorCode::InvalidValue,
+                        return Err(SpecError::invalid_value(
                             join(p, "scale"),
                             format!("Keras VarianceScaling: `scale` must be positive, got {scale}"),
                         ));
@@ -220,8 +215,7 @@ pub fn parse(v: &Value, path: &str) -> Result<KerasInit> {
                     };
                     let mode = s("mode", "fan_in")?;
                     if !["fan_in", "fan_out", "fan_avg"].contains(&mode.as_str()) {
-                        return Err(SpecError::new(
-                            ErrorCode::InvalidValue,
+                        return Err(SpecError::invalid_value(
                             join(p, "mode"),
                             format!(
                                 "Keras VarianceScaling refuses mode `{mode}`: use fan_in, fan_out or fan_avg (fan_geo_avg is JAX-only)"
@@ -236,8 +230,7 @@ pub fn parse(v: &Value, path: &str) -> Result<KerasInit> {
                     if !["uniform", "truncated_normal", "untruncated_normal"]
                         .contains(&dist.as_str())
                     {
-                        return Err(SpecError::new(
-                            ErrorCode::InvalidValue,
+                        return Err(SpecError::invalid_value(
                             join(p, "distribution"),
                             format!(
                                 "Keras VarianceScaling refuses distribution `{dist}`: use uniform, truncated_normal (or normal) or untruncated_normal"

@@ -14,7 +14,7 @@ pub mod scoped;
 
 use serde_json::{Map, Value, json};
 
-use crate::error::{ErrorCode, Result, SpecError};
+use crate::error::{Result, SpecError};
 use crate::sample::{Kernel, TruncParams};
 use crate::terms::{Activation, Framework};
 pub use initializer::{Dist, FanMode, FansUsed, Init, Nonlinearity, TorchFanMode, VsDistribution};
@@ -185,6 +185,9 @@ impl InitInfo {
         }
     }
 
+    /// The plan's `init` object. Hand-written, not derived: `name`, `semantics` and `params`
+    /// come from the catalogue entry, `requested` appears only when it differs from `name`, and
+    /// numbers not set are omitted.
     pub fn to_json(&self) -> Value {
         let mut m = Map::new();
         let def = self.spec.def();
@@ -250,16 +253,11 @@ fn f32_of(x: f64, what: &str, path: &str) -> Result<f32> {
     if y.is_finite() {
         Ok(y)
     } else {
-        Err(SpecError::new(
-            ErrorCode::InvalidValue,
+        Err(SpecError::invalid_value(
             path,
             format!("{what} {x} is outside the float32 range"),
         ))
     }
-}
-
-fn mismatch(path: &str, msg: String) -> SpecError {
-    SpecError::new(ErrorCode::InitializerMismatch, path, msg)
 }
 
 fn shape_str(s: &[u64]) -> String {
@@ -268,7 +266,7 @@ fn shape_str(s: &[u64]) -> String {
 
 /// A structured initializer on a tensor of the wrong rank.
 fn wrong_rank(ctx: &TensorCtx<'_>, init: &str, what: &str) -> SpecError {
-    mismatch(
+    SpecError::initializer_mismatch(
         ctx.path,
         format!("{init} needs {what}, got shape {}", shape_str(ctx.shape)),
     )
@@ -302,7 +300,7 @@ impl TensorCtx<'_> {
                     FansUsed::Out => "fan_out",
                     FansUsed::Both | FansUsed::None => "fan_in and fan_out",
                 };
-                Err(mismatch(
+                Err(SpecError::initializer_mismatch(
                     self.path,
                     format!(
                         "`{}` reads {reads}, and the {} fan rule needs at least 2 dimensions (shape {}); give {missing} explicitly or choose an initializer without fans",
@@ -350,8 +348,7 @@ fn truncated(spec: &Init, mean: f64, std: f64, a: f64, b: f64, path: &str) -> Re
     }
     let params = TruncParams::new(mean, std, a, b);
     if !params.representable() {
-        return Err(SpecError::new(
-            ErrorCode::InvalidValue,
+        return Err(SpecError::invalid_value(
             path,
             format!(
                 "truncated normal on [{a}, {b}] with mean {mean} and std {std} (bounds at {}σ and {}σ) cannot be sampled: the float32 inverse-CDF sampler would give one value for all or the lowest of its draws (the window is too far in the tail, or too narrow where it lies); move the bounds closer to the mean or widen them",
@@ -585,7 +582,7 @@ pub fn resolve(spec: &Init, ctx: &TensorCtx<'_>) -> Result<Resolved> {
                 ));
             }
             if !logical[0].is_multiple_of(groups) {
-                return Err(mismatch(
+                return Err(SpecError::initializer_mismatch(
                     path,
                     format!(
                         "dirac: the output channels ({}) must be divisible by groups ({groups})",
@@ -607,7 +604,7 @@ pub fn resolve(spec: &Init, ctx: &TensorCtx<'_>) -> Result<Resolved> {
                 ));
             }
             if logical[0] < logical[1] {
-                return Err(mismatch(
+                return Err(SpecError::initializer_mismatch(
                     path,
                     format!(
                         "delta_orthogonal needs output channels ≥ input channels, got {} < {}",

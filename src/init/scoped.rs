@@ -31,7 +31,7 @@
 use serde_json::{Map, Value, json};
 
 use super::keras as kinit;
-use crate::error::Result;
+use crate::error::{Result, SpecError};
 use crate::terms::Framework;
 use crate::terms::fields::{index, join};
 
@@ -99,8 +99,7 @@ pub fn translate(v: &Value, fw: Framework, path: &str) -> Result<Option<Value>> 
 fn keras_form(v: &Value, path: &str) -> Result<Value> {
     let k = kinit::parse(v, path)?;
     if k.axes.is_some() {
-        return Err(crate::error::SpecError::new(
-            crate::error::ErrorCode::UnsupportedLayerType,
+        return Err(SpecError::unsupported_layer_type(
             path,
             "`input_axes`/`output_axes` are honoured in `keras_model` requests (EinsumDense); in `layers` give the tensor's fans instead",
         ));

@@ -5,7 +5,7 @@
 //! `build_config` of its own (a model built with `model.build(shape)`), and for EinsumDense's
 //! weight shapes.
 
-use crate::error::{ErrorCode, Result, SpecError};
+use crate::error::{Result, SpecError};
 
 /// A Keras shape: `None` for the batch axis and other unknown sizes.
 pub type Dims = Vec<Option<u64>>;
@@ -78,10 +78,6 @@ pub struct Einsum {
     pub output_axes: Vec<usize>,
 }
 
-fn bad(path: &str, msg: String) -> SpecError {
-    SpecError::new(ErrorCode::InvalidValue, path, msg)
-}
-
 /// `_analyze_einsum_string`: `[X],[Y]->[Z]`, `...[X],[Y]->...[Z]` or `[X]...,[Y]->[Z]...`.
 pub fn einsum(
     equation: &str,
@@ -92,7 +88,7 @@ pub fn einsum(
 ) -> Result<Einsum> {
     let eq = equation.replace("...", "0");
     let invalid = || {
-        bad(
+        SpecError::invalid_value(
             path,
             format!(
                 "invalid einsum equation '{equation}': equations must be in the form [X],[Y]->[Z], ...[X],[Y]->...[Z], or [X]...,[Y]->[Z]..."
@@ -121,7 +117,7 @@ pub fn einsum(
     let w_spec: Vec<char> = w_spec.chars().collect();
     let out_spec: Vec<char> = out_spec.chars().collect();
     if input.len() < in_spec.len() {
-        return Err(bad(
+        return Err(SpecError::invalid_value(
             path,
             format!(
                 "the input has rank {}, the equation needs {}",
@@ -159,7 +155,7 @@ pub fn einsum(
             && let (Some(Some(o)), Some(i)) = (output.get(op), input.get(ip))
             && Some(*o) != *i
         {
-            return Err(bad(
+            return Err(SpecError::invalid_value(
                 path,
                 format!("input and output shapes disagree at shared dimension '{c}'"),
             ));
@@ -175,13 +171,13 @@ pub fn einsum(
             input_axes.push(i);
             input.get(ip).copied().flatten()
         } else {
-            return Err(bad(
+            return Err(SpecError::invalid_value(
                 path,
                 format!("weight dimension '{c}' matches neither the input nor the output spec"),
             ));
         };
         kernel.push(d.ok_or_else(|| {
-            bad(
+            SpecError::invalid_value(
                 path,
                 format!("the size of weight dimension '{c}' is unknown"),
             )
@@ -195,20 +191,23 @@ pub fn einsum(
                 .map(|c| out_spec.iter().position(|&x| x == c))
                 .collect::<Option<Vec<_>>>()
                 .ok_or_else(|| {
-                    bad(
+                    SpecError::invalid_value(
                         path,
                         format!("bias axes '{b}' are not all in the output spec"),
                     )
                 })?
                 .into_iter()
                 .min()
-                .ok_or_else(|| bad(path, "bias_axes must not be empty".into()))?;
+                .ok_or_else(|| SpecError::invalid_value(path, "bias_axes must not be empty"))?;
             let off = if left { elided } else { 0 };
             let mut shape = Vec::new();
             for (i, &c) in out_spec.iter().enumerate().skip(first) {
                 if b.contains(c) {
                     shape.push(output.get(i + off).copied().flatten().ok_or_else(|| {
-                        bad(path, format!("the size of bias dimension '{c}' is unknown"))
+                        SpecError::invalid_value(
+                            path,
+                            format!("the size of bias dimension '{c}' is unknown"),
+                        )
                     })?);
                 } else {
                     shape.push(1);

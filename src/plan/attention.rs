@@ -4,7 +4,7 @@
 //! identities. See docs/determinism.md, "Multi-head attention".
 
 use super::layers::{LayerCtx, TailTensor, with_reason};
-use crate::error::{ErrorCode, Result, SpecError};
+use crate::error::{Result, SpecError};
 use crate::init::defaults::weight_default;
 use crate::init::{Dist, Init, ValueSource, WholeTensor};
 use crate::spec::{Attention, Framework};
@@ -37,8 +37,7 @@ fn attention_kernel(cx: &mut LayerCtx<'_>, rows_axes: usize) -> Result<()> {
             });
         }
         ValueSource::Whole(WholeTensor::DeltaOrthogonal { .. }) if fw == Framework::Flax => {
-            return Err(SpecError::new(
-                ErrorCode::InitializerMismatch,
+            return Err(SpecError::initializer_mismatch(
                 path,
                 "Flax MultiHeadDotProductAttention refuses delta_orthogonal: its DenseGeneral kernels reach kernel_init as 2-D matrices, and jax delta_orthogonal needs a 3-, 4- or 5-D kernel",
             ));
@@ -54,8 +53,7 @@ fn flax_flat_bias(cx: &mut LayerCtx<'_>, flat: u64) -> Result<()> {
     let path = join(&cx.path, "bias_initializer");
     let last = cx.drafts.last_mut().expect("just added");
     if last.resolved.info.fan_in.is_some() {
-        return Err(SpecError::new(
-            ErrorCode::InitializerMismatch,
+        return Err(SpecError::initializer_mismatch(
             path,
             format!(
                 "`{}` needs fans, but Flax DenseGeneral hands the attention bias to bias_init as a vector of {flat} (JAX's fan rule needs 2 dimensions)",

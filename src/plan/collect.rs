@@ -61,8 +61,7 @@ impl Collector {
     }
 
     fn tensor_limit(&self, count: u64, path: &str) -> SpecError {
-        SpecError::new(
-            ErrorCode::LimitExceeded,
+        SpecError::limit_exceeded(
             path,
             format!(
                 "the request has at least {count} tensors; the limit is {} (PARAMINIT_MAX_TENSORS)",
@@ -85,8 +84,7 @@ impl Collector {
     pub(super) fn push(&mut self, d: Draft) -> Result<()> {
         if self.cancel.is_cancelled() {
             // Nobody reads this: the client has gone.
-            return Err(SpecError::new(
-                ErrorCode::LimitExceeded,
+            return Err(SpecError::limit_exceeded(
                 "",
                 "cancelled: the client went away",
             ));
@@ -107,15 +105,13 @@ impl Collector {
         }
         let numel = checked_numel(&d.shape, &d.origin)?;
         self.elements = self.elements.checked_add(numel).ok_or_else(|| {
-            SpecError::new(
-                ErrorCode::SizeOverflow,
+            SpecError::size_overflow(
                 d.origin.clone(),
                 "the total element count overflows 64 bits",
             )
         })?;
         if self.elements > self.limits.max_elements {
-            return Err(SpecError::new(
-                ErrorCode::LimitExceeded,
+            return Err(SpecError::limit_exceeded(
                 d.origin.clone(),
                 format!(
                     "the request has at least {} elements (up to tensor `{}`); the limit is {} (PARAMINIT_MAX_ELEMENTS)",

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::{MAX_HEADER_BYTES, SERVICE_VERSION, TensorPlan};
-use crate::error::{ErrorCode, Result, SpecError};
+use crate::error::{Result, SpecError};
 use crate::rng::ALGORITHM_ID;
 use crate::spec::Request;
 
@@ -69,8 +69,7 @@ pub(super) fn safetensors_header(
     h.push('}');
     let padded = h.len().next_multiple_of(8);
     if padded as u64 > MAX_HEADER_BYTES {
-        return Err(SpecError::new(
-            ErrorCode::LimitExceeded,
+        return Err(SpecError::limit_exceeded(
             "",
             format!(
                 "the safetensors header would be {padded} bytes; readers refuse more than {MAX_HEADER_BYTES}"

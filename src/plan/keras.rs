@@ -11,7 +11,7 @@
 //! einsum / config axes).
 
 use super::{Collector, Draft, Layout};
-use crate::error::{ErrorCode, Result, SpecError};
+use crate::error::{Result, SpecError};
 use crate::init::{self, Element, Resolved, TensorCtx, ValueSource};
 use crate::keras::Weight;
 use crate::spec::{Framework, Request};
@@ -35,8 +35,7 @@ fn axes_fans(shape: &[u64], axes: &(Vec<i64>, Vec<i64>), path: &str) -> Result<(
         a.iter().try_fold(1u64, |acc, &x| {
             let i = if x < 0 { n + x } else { x };
             if !(0..n).contains(&i) {
-                return Err(SpecError::new(
-                    ErrorCode::InitializerMismatch,
+                return Err(SpecError::initializer_mismatch(
                     path,
                     format!("axis {x} is outside the weight's shape {shape:?}"),
                 ));
@@ -78,8 +77,7 @@ fn forget_bias(w: &Weight, h: u64) -> Result<Resolved> {
     let rest = resolve_on(w, &[h.saturating_mul(2)])?;
     let element = |r: &Resolved| {
         Element::of(&r.source).ok_or_else(|| {
-            SpecError::new(
-                ErrorCode::InitializerMismatch,
+            SpecError::initializer_mismatch(
                 &w.init_path,
                 "with unit_forget_bias the bias initializer must be a constant or a random distribution",
             )

@@ -10,7 +10,7 @@ use super::naming::{
     tensor_name,
 };
 use super::{Collector, Draft, Layout, attention, recurrent};
-use crate::error::{ErrorCode, Result, SpecError};
+use crate::error::{Result, SpecError};
 use crate::init::defaults::{bias_default, constant_default, weight_default};
 use crate::init::{self, FanMode, Init, TensorCtx, VsDistribution};
 use crate::spec::{Layer, LayerKind, NormKind, Request};
@@ -295,8 +295,7 @@ pub(super) fn layer_drafts(req: &Request, drafts: &mut Collector) -> Result<()> 
                 init: ei,
             } => {
                 if padding_idx.is_some() && fw != Framework::PyTorch {
-                    return Err(SpecError::new(
-                        ErrorCode::UnsupportedLayerType,
+                    return Err(SpecError::unsupported_layer_type(
                         join(&path, "padding_idx"),
                         format!(
                             "padding_idx is PyTorch-only: {} has no padding row (Keras masks with mask_zero, which changes no weight)",
@@ -366,8 +365,7 @@ pub(super) fn layer_drafts(req: &Request, drafts: &mut Collector) -> Result<()> 
                 bias_init,
             } => {
                 if *kind == NormKind::Batch && !*track_running_stats && fw != Framework::PyTorch {
-                    return Err(SpecError::new(
-                        ErrorCode::UnsupportedLayerType,
+                    return Err(SpecError::unsupported_layer_type(
                         join(&path, "track_running_stats"),
                         format!(
                             "track_running_stats is PyTorch-only: {} BatchNorm always keeps its statistics ({})",
@@ -502,11 +500,7 @@ impl LayerCtx<'_> {
     }
 
     pub(super) fn unsupported(&self, field: &str, msg: String) -> SpecError {
-        SpecError::new(
-            ErrorCode::UnsupportedLayerType,
-            join(&self.path, field),
-            msg,
-        )
+        SpecError::unsupported_layer_type(join(&self.path, field), msg)
     }
 }
 

@@ -4,7 +4,7 @@
 
 use super::header::safetensors_header;
 use super::{Draft, Limits, MAX_ORTHOGONAL_SMALL_DIM, MAX_WHOLE_TENSOR_ELEMENTS, Plan, TensorPlan};
-use crate::error::{ErrorCode, Result, SpecError};
+use crate::error::{Result, SpecError};
 use crate::init::{ValueSource, WholeTensor};
 use crate::rng::stream_id;
 use crate::spec::Request;
@@ -15,8 +15,7 @@ pub(super) fn checked_numel(shape: &[u64], path: &str) -> Result<u64> {
         .iter()
         .try_fold(1u64, |acc, &d| acc.checked_mul(d))
         .ok_or_else(|| {
-            SpecError::new(
-                ErrorCode::SizeOverflow,
+            SpecError::size_overflow(
                 path,
                 format!("the element count of shape {shape:?} overflows 64 bits"),
             )
@@ -66,18 +65,13 @@ pub(super) fn finish(req: Request, drafts: Vec<Draft>, limits: &Limits) -> Resul
     for d in drafts {
         let numel = checked_numel(&d.shape, &d.origin)?;
         let bytes = numel.checked_mul(d.dtype.size()).ok_or_else(|| {
-            SpecError::new(
-                ErrorCode::SizeOverflow,
+            SpecError::size_overflow(
                 d.origin.clone(),
                 format!("tensor `{}` has more bytes than 64 bits count", d.name),
             )
         })?;
         total_elements = total_elements.checked_add(numel).ok_or_else(|| {
-            SpecError::new(
-                ErrorCode::SizeOverflow,
-                "",
-                "the total element count overflows 64 bits",
-            )
+            SpecError::size_overflow("", "the total element count overflows 64 bits")
         })?;
         let full_numel = match &d.slice {
             Some(sl) => checked_numel(&sl.full_shape, &d.origin)?,
@@ -99,8 +93,7 @@ pub(super) fn finish(req: Request, drafts: Vec<Draft>, limits: &Limits) -> Resul
                 || (matches!(whole, WholeTensor::Orthogonal { .. })
                     && small > MAX_ORTHOGONAL_SMALL_DIM)
             {
-                return Err(SpecError::new(
-                    ErrorCode::LimitExceeded,
+                return Err(SpecError::limit_exceeded(
                     d.origin.clone(),
                     format!(
                         "`{}` needs the whole tensor in memory; it is limited to {MAX_WHOLE_TENSOR_ELEMENTS} elements (and orthogonal to a smaller side of {MAX_ORTHOGONAL_SMALL_DIM}), this tensor has {full_numel}",
@@ -113,8 +106,7 @@ pub(super) fn finish(req: Request, drafts: Vec<Draft>, limits: &Limits) -> Resul
             m.max(f.value.abs() as f64)
         });
         if m > dtype_max(d.dtype) {
-            return Err(SpecError::new(
-                ErrorCode::InvalidValue,
+            return Err(SpecError::invalid_value(
                 d.origin.clone(),
                 format!(
                     "values of `{}` reach about {m:e}, beyond the largest finite {} ({:e})",
@@ -127,8 +119,7 @@ pub(super) fn finish(req: Request, drafts: Vec<Draft>, limits: &Limits) -> Resul
         sized.push((d, numel, bytes));
     }
     if total_elements > limits.max_elements {
-        return Err(SpecError::new(
-            ErrorCode::LimitExceeded,
+        return Err(SpecError::limit_exceeded(
             "",
             format!(
                 "the request has {total_elements} elements; the limit is {} (PARAMINIT_MAX_ELEMENTS)",
@@ -149,11 +140,7 @@ pub(super) fn finish(req: Request, drafts: Vec<Draft>, limits: &Limits) -> Resul
     for (d, numel, bytes) in sized {
         let begin = offset;
         offset = offset.checked_add(bytes).ok_or_else(|| {
-            SpecError::new(
-                ErrorCode::SizeOverflow,
-                "",
-                "the total byte count overflows 64 bits",
-            )
+            SpecError::size_overflow("", "the total byte count overflows 64 bits")
         })?;
         tensors.push(TensorPlan {
             stream: stream_id(&d.identity),
@@ -178,16 +165,9 @@ pub(super) fn finish(req: Request, drafts: Vec<Draft>, limits: &Limits) -> Resul
     let header = safetensors_header(&req, &canonical, &tensors)?;
     let file_bytes = (header.len() as u64)
         .checked_add(data_bytes)
-        .ok_or_else(|| {
-            SpecError::new(
-                ErrorCode::SizeOverflow,
-                "",
-                "the file size overflows 64 bits",
-            )
-        })?;
+        .ok_or_else(|| SpecError::size_overflow("", "the file size overflows 64 bits"))?;
     if file_bytes > limits.max_response_bytes {
-        return Err(SpecError::new(
-            ErrorCode::LimitExceeded,
+        return Err(SpecError::limit_exceeded(
             "",
             format!(
                 "the response would be {file_bytes} bytes; the limit is {} (PARAMINIT_MAX_RESPONSE_BYTES)",

@@ -3,7 +3,7 @@
 //! (measured by `analyze::calibrate`, which `pipeline::build` runs above `plan`).
 
 use super::{Draft, Scale};
-use crate::error::{ErrorCode, Result, SpecError};
+use crate::error::{Result, SpecError};
 use crate::init::{self, ValueSource};
 use crate::recipe::ModelDims;
 use crate::spec::{LayerKind, Request};
@@ -21,8 +21,7 @@ pub(super) fn apply_recipe(req: &Request, drafts: &mut [Draft]) -> Result<()> {
     if let Some(hf) = &req.hf {
         let t = hf.arch.model_type();
         if !recipe::HF_RECIPE_MODEL_TYPES.contains(&t) {
-            return Err(SpecError::new(
-                ErrorCode::UnsupportedLayerType,
+            return Err(SpecError::unsupported_layer_type(
                 "recipe",
                 format!(
                     "recipes are defined for the hf_config model types {}; `{t}` is not one of them",
@@ -136,8 +135,7 @@ pub(super) fn apply_recipe(req: &Request, drafts: &mut [Draft]) -> Result<()> {
             let rows = d.logical_shape[0] / 3;
             let end = rows.saturating_mul(d.logical_shape.get(1).copied().unwrap_or(1));
             let base = init::Element::of(&d.resolved.source).ok_or_else(|| {
-                SpecError::new(
-                    ErrorCode::InitializerMismatch,
+                SpecError::initializer_mismatch(
                     "recipe.query_zero_init",
                     format!(
                         "query_zero_init zeroes rows of `{}`, which uses {}: rows of a whole-tensor or structured initializer cannot be replaced; give it a constant or a random distribution",
@@ -200,8 +198,7 @@ pub(super) fn apply_scales(drafts: &mut [Draft], scales: Vec<Scale>) -> Result<(
             continue;
         };
         let mut r = crate::recipe::scale_resolved(&d.resolved, factor).ok_or_else(|| {
-            SpecError::new(
-                ErrorCode::InitializerMismatch,
+            SpecError::initializer_mismatch(
                 d.origin.clone(),
                 format!(
                     "`{}` uses {}, which has no scale to calibrate; give it a scaled initializer",

@@ -3,7 +3,7 @@
 //! initializers and stream identities. See docs/determinism.md, "Recurrent layers".
 
 use super::layers::{LayerCtx, TailTensor, with_reason};
-use crate::error::{ErrorCode, Result, SpecError};
+use crate::error::{Result, SpecError};
 use crate::init::{self, Dist, Element, Init, TensorCtx, ValueSource};
 use crate::spec::fields::join;
 use crate::spec::{Cell, Framework, Recurrent};
@@ -332,8 +332,7 @@ fn keras_recurrent(cx: &mut LayerCtx<'_>, r: &Recurrent, sub: &Sub) -> Result<()
         let base = std::mem::replace(&mut last.resolved.source, ValueSource::Constant(0.0));
         let element = |src: &ValueSource| {
             Element::of(src).ok_or_else(|| {
-                SpecError::new(
-                    ErrorCode::InitializerMismatch,
+                SpecError::initializer_mismatch(
                     &bpath,
                     "with unit_forget_bias the bias initializer must be a constant or a plain distribution",
                 )

@@ -87,8 +87,7 @@ pub(super) fn shard(req: &Request, mut drafts: Vec<Draft>) -> Result<Vec<Draft>>
         }
         let a = if axis < 0 { axis + rank } else { axis };
         if !(0..rank).contains(&a) {
-            return Err(SpecError::new(
-                ErrorCode::InvalidValue,
+            return Err(SpecError::invalid_value(
                 path,
                 format!(
                     "tensor `{}` has shape {:?}, which has no axis {axis}; map it in `shard.dims` (null replicates it)",

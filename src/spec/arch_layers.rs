@@ -5,7 +5,7 @@ use serde_json::{Map, Value, json};
 
 use super::fields::{Obj, join};
 use super::layers::{input_size, opt_init};
-use crate::error::{ErrorCode, Result, SpecError};
+use crate::error::{Result, SpecError};
 use crate::init::Init;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,8 +98,7 @@ pub fn parse_recurrent(
     let given = o.size_any(&["input_size", "input_dim"])?;
     let input_size = input_size(given, prev, path, "input_size")?;
     let (hidden_size, _) = o.size_any(&["hidden_size", "units"])?.ok_or_else(|| {
-        SpecError::new(
-            ErrorCode::MissingField,
+        SpecError::missing_field(
             join(path, "hidden_size"),
             format!(
                 "a {} layer needs `hidden_size` (or `units`)",
@@ -114,8 +113,7 @@ pub fn parse_recurrent(
             Some((v, p)) => {
                 let n = super::fields::integer(v, &p)?;
                 if n < 0 || n as u64 >= hidden_size {
-                    return Err(SpecError::new(
-                        ErrorCode::InvalidValue,
+                    return Err(SpecError::invalid_value(
                         p,
                         format!("proj_size must be in [0, hidden_size = {hidden_size})"),
                     ));
@@ -196,15 +194,13 @@ pub fn parse_attention(o: &Obj<'_>, path: &str, prev: Option<&(u64, String)>) ->
     let given = o.size_any(&["embed_dim"])?;
     let embed_dim = input_size(given, prev, path, "embed_dim")?;
     let (num_heads, hp) = o.size_any(&["num_heads"])?.ok_or_else(|| {
-        SpecError::new(
-            ErrorCode::MissingField,
+        SpecError::missing_field(
             join(path, "num_heads"),
             "multihead_attention needs `num_heads`",
         )
     })?;
     if !embed_dim.is_multiple_of(num_heads) {
-        return Err(SpecError::new(
-            ErrorCode::InconsistentSizes,
+        return Err(SpecError::inconsistent_sizes(
             hp,
             format!("embed_dim ({embed_dim}) must be divisible by num_heads ({num_heads})"),
         ));

@@ -12,8 +12,7 @@ use crate::terms::{ACTIVATION_NAMES, Activation};
 
 fn parse_activation(v: &Value, path: &str) -> Result<Activation> {
     let unknown = |name: &str, p: &str| {
-        SpecError::new(
-            ErrorCode::InvalidValue,
+        SpecError::invalid_value(
             p,
             format!(
                 "unknown activation `{name}`; use one of {}",
@@ -26,17 +25,12 @@ fn parse_activation(v: &Value, path: &str) -> Result<Activation> {
         Value::Object(_) => {
             let o = Obj::new(v, path)?;
             let (name, np) = o.str_any(&["name"])?.ok_or_else(|| {
-                SpecError::new(
-                    ErrorCode::MissingField,
-                    join(path, "name"),
-                    "an activation object needs a `name`",
-                )
+                SpecError::missing_field(join(path, "name"), "an activation object needs a `name`")
             })?;
             let slope = o.f64_any(&["negative_slope", "alpha"])?.map(|x| x.0);
             o.finish()?;
             if slope.is_some() && name != "leaky_relu" {
-                return Err(SpecError::new(
-                    ErrorCode::InvalidValue,
+                return Err(SpecError::invalid_value(
                     join(path, "negative_slope"),
                     "only leaky_relu takes a negative_slope",
                 ));
@@ -155,6 +149,9 @@ impl Layer {
         }
     }
 
+    /// Canonical form. Hand-written, not derived: the `type` is the request's layer name (a
+    /// standalone `linear` is `identity`), absent options are omitted and initializers and
+    /// activations take their canonical forms.
     pub fn to_json(&self) -> Value {
         let mut m = Map::new();
         // A standalone linear activation is written `identity`: as a layer type, `linear` is
@@ -300,15 +297,13 @@ pub(super) fn input_size(
     what: &str,
 ) -> Result<u64> {
     match (given, prev) {
-        (Some((g, gp)), Some((p, pp))) if g != *p => Err(SpecError::new(
-            ErrorCode::InconsistentSizes,
+        (Some((g, gp)), Some((p, pp))) if g != *p => Err(SpecError::inconsistent_sizes(
             gp,
             format!("{what} is {g}, but the previous layer ({pp}) outputs {p}"),
         )),
         (Some((g, _)), _) => Ok(g),
         (None, Some((p, _))) => Ok(*p),
-        (None, None) => Err(SpecError::new(
-            ErrorCode::MissingField,
+        (None, None) => Err(SpecError::missing_field(
             join(path, what),
             format!(
                 "`{what}` is required for the first sized layer (nothing before it to infer it from)"
@@ -325,11 +320,7 @@ fn input_shape_last(o: &Obj<'_>) -> Result<Option<(u64, String)>> {
             let s = fields::shape(v, &p, true)?;
             match s.last() {
                 Some(&last) => Ok(Some((last, p))),
-                None => Err(SpecError::new(
-                    ErrorCode::InvalidValue,
-                    p,
-                    "input_shape must not be empty",
-                )),
+                None => Err(SpecError::invalid_value(p, "input_shape must not be empty")),
             }
         }
     }
@@ -337,8 +328,7 @@ fn input_shape_last(o: &Obj<'_>) -> Result<Option<(u64, String)>> {
 
 fn one_of(a: Option<(u64, String)>, b: Option<(u64, String)>) -> Result<Option<(u64, String)>> {
     match (a, b) {
-        (Some(_), Some((_, bp))) => Err(SpecError::new(
-            ErrorCode::ConflictingFields,
+        (Some(_), Some((_, bp))) => Err(SpecError::conflicting_fields(
             bp,
             "input_shape and the explicit input size name the same thing; give only one",
         )),
@@ -348,13 +338,9 @@ fn one_of(a: Option<(u64, String)>, b: Option<(u64, String)>) -> Result<Option<(
 
 fn parse_layer(v: &Value, path: &str, prev: Option<&(u64, String)>) -> Result<Layer> {
     let o = Obj::new(v, path)?;
-    let (ty, ty_path) = o.str_any(&["type"])?.ok_or_else(|| {
-        SpecError::new(
-            ErrorCode::MissingField,
-            join(path, "type"),
-            "a layer needs a `type`",
-        )
-    })?;
+    let (ty, ty_path) = o
+        .str_any(&["type"])?
+        .ok_or_else(|| SpecError::missing_field(join(path, "type"), "a layer needs a `type`"))?;
     let name = match o.str_any(&["name"])? {
         Some((n, p)) => {
             check_name(n, &p)?;
@@ -378,8 +364,7 @@ fn parse_layer(v: &Value, path: &str, prev: Option<&(u64, String)>) -> Result<La
             let given = one_of(explicit, input_shape_last(&o)?)?;
             let in_features = input_size(given, prev, path, "in_features")?;
             let (out_features, _) = o.size_any(&["out_features", "units"])?.ok_or_else(|| {
-                SpecError::new(
-                    ErrorCode::MissingField,
+                SpecError::missing_field(
                     join(path, "out_features"),
                     "a dense layer needs `out_features` (or `units`)",
                 )
@@ -400,8 +385,7 @@ fn parse_layer(v: &Value, path: &str, prev: Option<&(u64, String)>) -> Result<La
             let in_channels = input_size(given, prev, path, "in_channels")?;
             let (out_channels, out_path) =
                 o.size_any(&["out_channels", "filters"])?.ok_or_else(|| {
-                    SpecError::new(
-                        ErrorCode::MissingField,
+                    SpecError::missing_field(
                         join(path, "out_channels"),
                         "a conv layer needs `out_channels` (or `filters`)",
                     )
@@ -412,8 +396,7 @@ fn parse_layer(v: &Value, path: &str, prev: Option<&(u64, String)>) -> Result<La
                 kernel_size = vec![kernel_size[0]; dims];
             }
             if kernel_size.len() != dims {
-                return Err(SpecError::new(
-                    ErrorCode::InvalidValue,
+                return Err(SpecError::invalid_value(
                     ks_path,
                     format!("{ty} needs {dims} kernel sizes, got {}", kernel_size.len()),
                 ));
@@ -422,15 +405,13 @@ fn parse_layer(v: &Value, path: &str, prev: Option<&(u64, String)>) -> Result<La
             let g = groups.as_ref().map(|x| x.0).unwrap_or(1);
             let gp = groups.map(|x| x.1).unwrap_or_else(|| join(path, "groups"));
             if !in_channels.is_multiple_of(g) {
-                return Err(SpecError::new(
-                    ErrorCode::InconsistentSizes,
+                return Err(SpecError::inconsistent_sizes(
                     gp,
                     format!("in_channels ({in_channels}) must be divisible by groups ({g})"),
                 ));
             }
             if !out_channels.is_multiple_of(g) {
-                return Err(SpecError::new(
-                    ErrorCode::InconsistentSizes,
+                return Err(SpecError::inconsistent_sizes(
                     out_path,
                     format!("out_channels ({out_channels}) must be divisible by groups ({g})"),
                 ));
@@ -451,8 +432,7 @@ fn parse_layer(v: &Value, path: &str, prev: Option<&(u64, String)>) -> Result<La
             let (num_embeddings, _) =
                 o.size_any(&["num_embeddings", "input_dim"])?
                     .ok_or_else(|| {
-                        SpecError::new(
-                            ErrorCode::MissingField,
+                        SpecError::missing_field(
                             join(path, "num_embeddings"),
                             "an embedding needs `num_embeddings` (or `input_dim`)",
                         )
@@ -460,8 +440,7 @@ fn parse_layer(v: &Value, path: &str, prev: Option<&(u64, String)>) -> Result<La
             let (embedding_dim, _) =
                 o.size_any(&["embedding_dim", "output_dim"])?
                     .ok_or_else(|| {
-                        SpecError::new(
-                            ErrorCode::MissingField,
+                        SpecError::missing_field(
                             join(path, "embedding_dim"),
                             "an embedding needs `embedding_dim` (or `output_dim`)",
                         )
@@ -474,8 +453,7 @@ fn parse_layer(v: &Value, path: &str, prev: Option<&(u64, String)>) -> Result<La
                     // PyTorch: a negative padding_idx counts from the end.
                     let idx = if raw < 0 { raw + n } else { raw };
                     if !(0..n).contains(&idx) {
-                        return Err(SpecError::new(
-                            ErrorCode::InvalidValue,
+                        return Err(SpecError::invalid_value(
                             p,
                             format!("padding_idx {raw} is outside [-{n}, {n})"),
                         ));
@@ -500,8 +478,7 @@ fn parse_layer(v: &Value, path: &str, prev: Option<&(u64, String)>) -> Result<La
                 Some((v, p)) => {
                     let s = fields::shape(v, &p, true)?;
                     if s.is_empty() {
-                        return Err(SpecError::new(
-                            ErrorCode::InvalidValue,
+                        return Err(SpecError::invalid_value(
                             p,
                             "normalized_shape must not be empty",
                         ));
@@ -509,8 +486,7 @@ fn parse_layer(v: &Value, path: &str, prev: Option<&(u64, String)>) -> Result<La
                     if let (Some(last), Some((pf, pp))) = (s.last(), prev)
                         && last != pf
                     {
-                        return Err(SpecError::new(
-                            ErrorCode::InconsistentSizes,
+                        return Err(SpecError::inconsistent_sizes(
                             p,
                             format!(
                                 "normalized_shape ends in {last}, but the previous layer ({pp}) outputs {pf}"
@@ -556,11 +532,7 @@ fn parse_layer(v: &Value, path: &str, prev: Option<&(u64, String)>) -> Result<La
             if let Some((x, pp)) = &p
                 && !(0.0..=1.0).contains(x)
             {
-                return Err(SpecError::new(
-                    ErrorCode::InvalidValue,
-                    pp.clone(),
-                    "p must be in [0, 1]",
-                ));
+                return Err(SpecError::invalid_value(pp.clone(), "p must be in [0, 1]"));
             }
             LayerKind::Dropout {
                 p: p.map(|x| x.0).unwrap_or(0.5),

@@ -36,16 +36,19 @@ pub const MAX_FILLS: usize = 1024;
 /// A constant written over a box of a raw tensor after its initializer: `ranges[d]` is the
 /// half-open index range along axis `d` (row-major, the tensor's own layout); axes past the
 /// given ones are whole. PyTorch's `weight[idx].fill_(v)` / `zero_()` on a view.
-#[derive(Clone, Debug, PartialEq)]
+/// Serialized as the canonical request writes it: `{"index": [[start, end], …], "value"}`.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Fill {
+    #[serde(rename = "index")]
     pub ranges: Vec<(u64, u64)>,
     pub value: f64,
 }
 
 impl Fill {
     pub fn to_json(&self) -> Value {
-        let idx: Vec<Value> = self.ranges.iter().map(|(a, b)| json!([a, b])).collect();
-        json!({"index": idx, "value": self.value})
+        // Integers and a number always serialize (`Null` is never produced; the unit test
+        // pins the bytes).
+        serde_json::to_value(self).unwrap_or(Value::Null)
     }
 }
 
@@ -99,8 +102,7 @@ fn bare_hf_config(value: &Value) -> Result<()> {
     {
         return Ok(());
     }
-    Err(SpecError::new(
-        ErrorCode::MissingField,
+    Err(SpecError::missing_field(
         "seed",
         "this body looks like a Hugging Face config.json; wrap it as \
          {\"seed\": 0, \"hf_config\": { ...config.json... }} (optionally with \"dtype\")",
@@ -232,8 +234,7 @@ fn parse_request(value: &Value) -> Result<Request> {
         Some((s, p)) => {
             let f = Framework::parse(s, &p)?;
             if keras_given && f != Framework::Keras {
-                return Err(SpecError::new(
-                    ErrorCode::InvalidValue,
+                return Err(SpecError::invalid_value(
                     p,
                     "`keras_model` is a Keras model; leave `framework` out or use `keras`",
                 ));
@@ -250,8 +251,7 @@ fn parse_request(value: &Value) -> Result<Request> {
     let hf = match root.get_any(&["hf_config"])? {
         Some((v, p)) => {
             if framework != Framework::PyTorch {
-                return Err(SpecError::new(
-                    ErrorCode::InvalidValue,
+                return Err(SpecError::invalid_value(
                     "framework",
                     "`hf_config` describes a PyTorch (transformers) model; use framework `pytorch`",
                 ));
@@ -294,8 +294,7 @@ fn parse_request(value: &Value) -> Result<Request> {
                 }
             }
             if pats.is_empty() {
-                return Err(SpecError::new(
-                    ErrorCode::InvalidValue,
+                return Err(SpecError::invalid_value(
                     p,
                     "`only` must list at least one name or pattern",
                 ));
@@ -314,15 +313,13 @@ fn parse_request(value: &Value) -> Result<Request> {
     };
     root.finish()?;
     if hf.is_some() && !layers.is_empty() {
-        return Err(SpecError::new(
-            ErrorCode::ConflictingFields,
+        return Err(SpecError::conflicting_fields(
             "layers",
             "`hf_config` describes the whole model; give either `hf_config` or `layers`",
         ));
     }
     if keras.is_some() && !layers.is_empty() {
-        return Err(SpecError::new(
-            ErrorCode::ConflictingFields,
+        return Err(SpecError::conflicting_fields(
             "layers",
             "`keras_model` describes the whole model; give either `keras_model` or `layers`",
         ));
@@ -370,16 +367,11 @@ pub fn glob_set<'a>(
     let mut b = globset::GlobSetBuilder::new();
     for p in patterns {
         b.add(glob(p).map_err(|e| {
-            SpecError::new(
-                ErrorCode::InvalidValue,
-                path,
-                format!("not a valid glob pattern: {}", e.kind()),
-            )
+            SpecError::invalid_value(path, format!("not a valid glob pattern: {}", e.kind()))
         })?);
     }
     b.build().map_err(|e| {
-        SpecError::new(
-            ErrorCode::InvalidValue,
+        SpecError::invalid_value(
             path,
             format!(
                 "the patterns are too complex to compile together: {}",
@@ -391,15 +383,13 @@ pub fn glob_set<'a>(
 
 fn check_glob(pattern: &str, path: &str) -> Result<()> {
     if pattern.is_empty() {
-        return Err(SpecError::new(
-            ErrorCode::InvalidValue,
+        return Err(SpecError::invalid_value(
             path,
             "a pattern must not be empty",
         ));
     }
     if pattern.len() > MAX_PATTERN_BYTES {
-        return Err(SpecError::new(
-            ErrorCode::LimitExceeded,
+        return Err(SpecError::limit_exceeded(
             path,
             format!(
                 "a pattern may be at most {MAX_PATTERN_BYTES} bytes; this one has {}",
@@ -409,18 +399,13 @@ fn check_glob(pattern: &str, path: &str) -> Result<()> {
     }
     // The error's kind only: its Display repeats the whole pattern.
     glob(pattern).map(|_| ()).map_err(|e| {
-        SpecError::new(
-            ErrorCode::InvalidValue,
-            path,
-            format!("not a valid glob pattern: {}", e.kind()),
-        )
+        SpecError::invalid_value(path, format!("not a valid glob pattern: {}", e.kind()))
     })
 }
 
 fn too_many_patterns(n: usize, path: &str) -> Result<()> {
     if n > MAX_PATTERNS {
-        return Err(SpecError::new(
-            ErrorCode::LimitExceeded,
+        return Err(SpecError::limit_exceeded(
             path,
             format!("at most {MAX_PATTERNS} patterns; this list has {n}"),
         ));
@@ -434,8 +419,7 @@ fn shard_dim(v: &Value, path: &str) -> Result<Option<i64>> {
         other => {
             let d = fields::integer(other, path)?;
             if !(-64..64).contains(&d) {
-                return Err(SpecError::new(
-                    ErrorCode::InvalidValue,
+                return Err(SpecError::invalid_value(
                     path,
                     format!("{d} is not a tensor axis"),
                 ));
@@ -448,17 +432,12 @@ fn shard_dim(v: &Value, path: &str) -> Result<Option<i64>> {
 fn parse_shard(v: &Value, path: &str) -> Result<Shard> {
     let o = Obj::new(v, path)?;
     let (ws, _) = o.size_any(&["world_size"])?.ok_or_else(|| {
-        SpecError::new(
-            ErrorCode::MissingField,
-            join(path, "world_size"),
-            "a shard needs `world_size`",
-        )
+        SpecError::missing_field(join(path, "world_size"), "a shard needs `world_size`")
     })?;
     let (rank_v, rank_path) = o.require_any(&["rank"], " (0 ≤ rank < world_size)")?;
     let rank = match rank_v {
         Value::Number(n) => n.as_u64().filter(|&r| r < ws).ok_or_else(|| {
-            SpecError::new(
-                ErrorCode::InvalidValue,
+            SpecError::invalid_value(
                 &rank_path,
                 format!("rank must be an integer in [0, {ws}), got {n}"),
             )
@@ -485,8 +464,7 @@ fn parse_shard(v: &Value, path: &str) -> Result<Shard> {
         for (pat, d) in m {
             if pat.len() > MAX_PATTERN_BYTES {
                 // Checked before the pattern goes into a path.
-                return Err(SpecError::new(
-                    ErrorCode::LimitExceeded,
+                return Err(SpecError::limit_exceeded(
                     dp,
                     format!(
                         "a pattern may be at most {MAX_PATTERN_BYTES} bytes; one has {}",
@@ -520,8 +498,7 @@ fn parse_seed(v: &Value, path: &str) -> Result<u64> {
         Value::Number(n) => n.as_u64().ok_or_else(range),
         Value::String(s) => {
             if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(SpecError::new(
-                    ErrorCode::InvalidValue,
+                return Err(SpecError::invalid_value(
                     path,
                     format!("a seed string must hold decimal digits only, got {s:?}"),
                 ));
@@ -538,13 +515,9 @@ fn parse_seed(v: &Value, path: &str) -> Result<u64> {
 
 fn parse_raw_tensor(v: &Value, path: &str) -> Result<RawTensor> {
     let o = Obj::new(v, path)?;
-    let (name, name_path) = o.str_any(&["name"])?.ok_or_else(|| {
-        SpecError::new(
-            ErrorCode::MissingField,
-            join(path, "name"),
-            "a tensor needs a `name`",
-        )
-    })?;
+    let (name, name_path) = o
+        .str_any(&["name"])?
+        .ok_or_else(|| SpecError::missing_field(join(path, "name"), "a tensor needs a `name`"))?;
     check_name(name, &name_path)?;
     let (shape_v, shape_path) =
         o.require_any(&["shape"], " (a list of positive sizes; [] for a scalar)")?;
@@ -565,8 +538,7 @@ fn parse_raw_tensor(v: &Value, path: &str) -> Result<RawTensor> {
         None => Vec::new(),
         Some((Value::Array(items), p)) => {
             if items.len() > MAX_FILLS {
-                return Err(SpecError::new(
-                    ErrorCode::LimitExceeded,
+                return Err(SpecError::limit_exceeded(
                     p,
                     format!(
                         "a tensor takes at most {MAX_FILLS} fills, got {}",
@@ -604,8 +576,7 @@ fn check_integer_init(init: &Init, path: &str) -> Result<()> {
         Init::Constant { value } => value,
         ref other => {
             let other = other.name();
-            return Err(SpecError::new(
-                ErrorCode::InitializerMismatch,
+            return Err(SpecError::initializer_mismatch(
                 path,
                 format!(
                     "an int64 tensor takes a constant initializer (zeros, ones, constant), not `{other}`"
@@ -618,8 +589,7 @@ fn check_integer_init(init: &Init, path: &str) -> Result<()> {
 
 fn check_integer_value(value: f64, path: &str) -> Result<()> {
     if value.fract() != 0.0 || value.abs() > (1u64 << 24) as f64 {
-        return Err(SpecError::new(
-            ErrorCode::InvalidValue,
+        return Err(SpecError::invalid_value(
             path,
             format!("an int64 tensor holds integers up to 2^24 in magnitude, got {value}"),
         ));
@@ -638,8 +608,7 @@ fn parse_fill(v: &Value, path: &str, shape: &[u64], integer: bool) -> Result<Fil
         other => return Err(wrong_type(&idx_path, "a list of indices or ranges", other)),
     };
     if items.len() > shape.len() {
-        return Err(SpecError::new(
-            ErrorCode::InvalidValue,
+        return Err(SpecError::invalid_value(
             &idx_path,
             format!(
                 "{} entries for a tensor of rank {}",
@@ -665,8 +634,7 @@ fn parse_fill(v: &Value, path: &str, shape: &[u64], integer: bool) -> Result<Fil
             other => return Err(wrong_type(&ip, "an index or a [start, stop] pair", other)),
         };
         if a < 0 || b <= a || b as u64 > n {
-            return Err(SpecError::new(
-                ErrorCode::InvalidValue,
+            return Err(SpecError::invalid_value(
                 ip,
                 format!("[{a}, {b}) is not a non-empty range of axis {d} (size {n})"),
             ));
@@ -684,22 +652,16 @@ fn parse_fill(v: &Value, path: &str, shape: &[u64], integer: bool) -> Result<Fil
 
 pub(crate) fn check_name(name: &str, path: &str) -> Result<()> {
     if name.is_empty() {
-        return Err(SpecError::new(
-            ErrorCode::InvalidValue,
-            path,
-            "a name must not be empty",
-        ));
+        return Err(SpecError::invalid_value(path, "a name must not be empty"));
     }
     if name.len() > 1024 {
-        return Err(SpecError::new(
-            ErrorCode::InvalidValue,
+        return Err(SpecError::invalid_value(
             path,
             "a name must be at most 1024 bytes",
         ));
     }
     if name.chars().any(char::is_control) {
-        return Err(SpecError::new(
-            ErrorCode::InvalidValue,
+        return Err(SpecError::invalid_value(
             path,
             "a name must not contain control characters",
         ));
@@ -768,5 +730,42 @@ impl Request {
             m.insert("recipe".into(), r.to_json());
         }
         Value::Object(m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fill_canonical_json_is_unchanged() {
+        // Recorded from the hand-written `Fill::to_json` the derive replaced (the canonical
+        // request of a raw tensor with fills is in the safetensors header and the ETag).
+        let cases = [
+            (
+                Fill {
+                    ranges: vec![(0, 1)],
+                    value: 0.0,
+                },
+                r#"{"index":[[0,1]],"value":0.0}"#,
+            ),
+            (
+                Fill {
+                    ranges: vec![(2, 5), (0, 18446744073709551615)],
+                    value: -1.5,
+                },
+                r#"{"index":[[2,5],[0,18446744073709551615]],"value":-1.5}"#,
+            ),
+            (
+                Fill {
+                    ranges: vec![],
+                    value: 3.0,
+                },
+                r#"{"index":[],"value":3.0}"#,
+            ),
+        ];
+        for (fill, want) in cases {
+            assert_eq!(fill.to_json().to_string(), want, "{fill:?}");
+        }
     }
 }

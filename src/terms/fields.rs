@@ -75,8 +75,7 @@ impl<'a> Obj<'a> {
             if let Some((key, v)) = self.map.get_key_value(k) {
                 self.used.borrow_mut().insert(key.as_str());
                 if let Some((first, _)) = found {
-                    return Err(SpecError::new(
-                        ErrorCode::ConflictingFields,
+                    return Err(SpecError::conflicting_fields(
                         self.path_of(k),
                         format!("`{k}` and `{first}` name the same field; give only one"),
                     ));
@@ -97,8 +96,7 @@ impl<'a> Obj<'a> {
 
     pub fn require_any(&self, keys: &[&'a str], what: &str) -> Result<(&'a Value, String)> {
         self.get_any(keys)?.ok_or_else(|| {
-            SpecError::new(
-                ErrorCode::MissingField,
+            SpecError::missing_field(
                 self.path_of(keys[0]),
                 format!("`{}` is required{what}", keys[0]),
             )
@@ -155,29 +153,22 @@ pub fn positive_size(v: &Value, path: &str) -> Result<u64> {
         Value::Number(n) => {
             if let Some(u) = n.as_u64() {
                 if u == 0 {
-                    return Err(SpecError::new(
-                        ErrorCode::InvalidValue,
-                        path,
-                        "must be at least 1, got 0",
-                    ));
+                    return Err(SpecError::invalid_value(path, "must be at least 1, got 0"));
                 }
                 if u > MAX_DIM {
-                    return Err(SpecError::new(
-                        ErrorCode::InvalidValue,
+                    return Err(SpecError::invalid_value(
                         path,
                         format!("{u} is larger than the largest accepted size {MAX_DIM}"),
                     ));
                 }
                 Ok(u)
             } else if n.as_i64().is_some() {
-                Err(SpecError::new(
-                    ErrorCode::InvalidValue,
+                Err(SpecError::invalid_value(
                     path,
                     format!("must be at least 1, got {n}"),
                 ))
             } else {
-                Err(SpecError::new(
-                    ErrorCode::InvalidValue,
+                Err(SpecError::invalid_value(
                     path,
                     format!("must be a whole number, got {n}"),
                 ))
@@ -191,8 +182,7 @@ pub fn finite_f64(v: &Value, path: &str) -> Result<f64> {
     match v {
         Value::Number(n) => match n.as_f64() {
             Some(x) if x.is_finite() => Ok(x),
-            _ => Err(SpecError::new(
-                ErrorCode::InvalidValue,
+            _ => Err(SpecError::invalid_value(
                 path,
                 format!("{n} is not a finite number"),
             )),
@@ -205,11 +195,7 @@ pub fn finite_f64(v: &Value, path: &str) -> Result<f64> {
 pub fn integer(v: &Value, path: &str) -> Result<i64> {
     match v {
         Value::Number(n) => n.as_i64().ok_or_else(|| {
-            SpecError::new(
-                ErrorCode::InvalidValue,
-                path,
-                format!("must be an integer in 64-bit range, got {n}"),
-            )
+            SpecError::invalid_value(path, format!("must be an integer in 64-bit range, got {n}"))
         }),
         other => Err(wrong_type(path, "an integer", other)),
     }

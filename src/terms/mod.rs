@@ -9,7 +9,7 @@ pub mod fields;
 
 use serde_json::{Value, json};
 
-use crate::error::{ErrorCode, Result, SpecError};
+use crate::error::{Result, SpecError};
 use fields::wrong_type;
 
 /// The framework whose conventions (names, layouts, initializer defaults) a request follows.
@@ -33,8 +33,7 @@ impl Framework {
             "pytorch" | "torch" => Ok(Framework::PyTorch),
             "keras" => Ok(Framework::Keras),
             "flax" | "jax" => Ok(Framework::Flax),
-            _ => Err(SpecError::new(
-                ErrorCode::InvalidValue,
+            _ => Err(SpecError::invalid_value(
                 path,
                 format!("unknown framework `{s}`; use pytorch, keras or flax"),
             )),
@@ -102,8 +101,7 @@ impl DType {
             "float16" | "f16" | "fp16" | "half" => Ok(DType::F16),
             "bfloat16" | "bf16" => Ok(DType::BF16),
             "float64" | "f64" | "fp64" | "double" => Ok(DType::F64),
-            _ => Err(SpecError::new(
-                ErrorCode::InvalidValue,
+            _ => Err(SpecError::invalid_value(
                 path,
                 format!("unknown dtype `{s}`; use float32, float16, bfloat16 or float64"),
             )),
@@ -183,7 +181,8 @@ impl Activation {
         }
     }
 
-    /// The canonical request form: a name, or an object for leaky_relu's slope.
+    /// The canonical request form: a name, or an object for leaky_relu's slope (hand-written:
+    /// the names are the request's, shared with `name`, which a derive would duplicate).
     pub(crate) fn to_json(self) -> Value {
         match self {
             Activation::LeakyRelu { negative_slope } => {

@@ -27,6 +27,19 @@ pub fn app_with(config: Config) -> (Router, AppState) {
     (router(state.clone()), state)
 }
 
+/// The real server (`serve_with_shutdown`: our accept loop, limits and timeouts) on a loopback
+/// port, never shut down; its address.
+pub async fn serve_on_loopback(config: Config) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(paraminit::http::serve_with_shutdown(
+        listener,
+        config,
+        std::future::pending(),
+    ));
+    addr
+}
+
 pub fn app() -> Router {
     app_with(test_config()).0
 }

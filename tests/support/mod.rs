@@ -9,7 +9,7 @@ use paraminit::generate::{Generator, Scratch};
 use paraminit::pipeline;
 use paraminit::plan::{Limits, Plan};
 use paraminit::spec;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 pub fn plan(req: &Value) -> Arc<Plan> {
     let r = spec::parse(req).unwrap_or_else(|e| panic!("request rejected: {e}"));
@@ -79,4 +79,22 @@ pub fn f32s(bytes: &[u8]) -> Vec<f32> {
         .chunks_exact(4)
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .collect()
+}
+
+/// The values as f64, for the statistics in `common::stats`.
+pub fn f64s(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| x as f64).collect()
+}
+
+/// A request for a Hugging Face `config.json`.
+pub fn hf_request(config: &Value, seed: u64) -> Value {
+    json!({"seed": seed, "hf_config": config})
+}
+
+/// Mean and population standard deviation, in f64.
+pub fn mean_std(xs: &[f32]) -> (f64, f64) {
+    let n = xs.len() as f64;
+    let m = xs.iter().map(|&x| x as f64).sum::<f64>() / n;
+    let v = xs.iter().map(|&x| (x as f64 - m).powi(2)).sum::<f64>() / n;
+    (m, v.sqrt())
 }
