@@ -13,10 +13,11 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use super::{
-    DEFAULT_BATCH, MAX_ANALYZED_ACTIVATIONS, MAX_WORK, Skip, act_value, logical_values,
-    normal_matrix, stage_input, stages, std_of, weighted_sums,
+use super::mean_field::act_value;
+use super::pass::{
+    Skip, logical_values, normal_matrix, stage_input, stages, std_of, weighted_sums,
 };
+use super::{DEFAULT_BATCH, MAX_ANALYZED_ACTIVATIONS, MAX_WORK};
 use crate::error::{Result, SpecError};
 use crate::generate::Generator;
 use crate::plan::{Plan, Scale};

@@ -23,7 +23,7 @@
 
 use serde_json::{Value, json};
 
-use super::{act_grad, act_value, gauss_expect};
+use super::mean_field::{act_grad, act_value, gauss_expect};
 use crate::hf::{Family, Head};
 use crate::init::{ValueSource, WholeTensor};
 use crate::plan::Plan;

@@ -1,17 +1,36 @@
 //! The request model (SPEC §2): parse the posted JSON, then validate it into typed values in
 //! which a bad state cannot be represented. Everything after this module works on `Request`
 //! and cannot fail on input.
+//!
+//! This file holds the request's types, the top-level parse and the canonical form; the rest
+//! is a file per job:
+//!
+//! - `json`: the body read as JSON with duplicate keys refused;
+//! - `layers` (dense, conv, embedding, norm, activations, …) and `arch_layers` (recurrent and
+//!   attention): the `layers` list;
+//! - `raw_tensors`: the `tensors` list (name, shape, initializer, dtype, fans, fills);
+//! - `patterns`: `only` and `shard.dims` glob patterns, their bounds and compilation;
+//! - `shard`: the `shard` object.
 
 mod arch_layers;
+mod json;
 mod layers;
+mod patterns;
+mod raw_tensors;
+mod shard;
 
 use serde_json::{Map, Value, json};
 
 use crate::error::{ErrorCode, Result, SpecError};
-use crate::init::{Init, catalogue};
+use crate::init::Init;
 pub use arch_layers::{Attention, Cell, Recurrent};
-use fields::{Obj, index, join, wrong_type};
+use fields::{Obj, index, wrong_type};
+pub use json::json_without_duplicates;
 pub use layers::{Layer, LayerKind, NormKind};
+pub use patterns::{MAX_PATTERN_BYTES, MAX_PATTERNS, glob, glob_set};
+use patterns::{check_glob, too_many_patterns};
+use raw_tensors::parse_raw_tensor;
+use shard::parse_shard;
 // The shared vocabulary lives in the leaf `terms`; these names are where the rest of the crate
 // has always found it.
 pub use crate::terms::fields;
@@ -113,99 +132,6 @@ fn bare_hf_config(value: &Value) -> Result<()> {
 pub fn parse_bytes(body: &[u8]) -> Result<Request> {
     let value = json_without_duplicates(body)?;
     parse(&value)
-}
-
-/// Parses JSON like `serde_json::from_slice::<Value>`, except that an object with the same key
-/// twice is an error: RFC 8259 leaves its meaning open and "last wins" silently drops what the
-/// client wrote first.
-pub fn json_without_duplicates(body: &[u8]) -> Result<Value> {
-    use serde::de::DeserializeSeed;
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let value = NoDuplicates
-        .deserialize(&mut de)
-        .and_then(|v| de.end().map(|_| v))
-        .map_err(|e| {
-            SpecError::new(
-                ErrorCode::MalformedJson,
-                "",
-                format!("the body is not valid JSON: {e}"),
-            )
-        })?;
-    Ok(value)
-}
-
-#[derive(Clone, Copy)]
-struct NoDuplicates;
-
-impl<'de> serde::de::DeserializeSeed<'de> for NoDuplicates {
-    type Value = Value;
-    fn deserialize<D: serde::Deserializer<'de>>(
-        self,
-        d: D,
-    ) -> std::result::Result<Value, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> serde::de::Visitor<'de> for NoDuplicates {
-    type Value = Value;
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a JSON value")
-    }
-    fn visit_bool<E>(self, v: bool) -> std::result::Result<Value, E> {
-        Ok(Value::Bool(v))
-    }
-    fn visit_i64<E>(self, v: i64) -> std::result::Result<Value, E> {
-        Ok(Value::from(v))
-    }
-    fn visit_u64<E>(self, v: u64) -> std::result::Result<Value, E> {
-        Ok(Value::from(v))
-    }
-    fn visit_f64<E>(self, v: f64) -> std::result::Result<Value, E> {
-        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
-    }
-    fn visit_str<E>(self, v: &str) -> std::result::Result<Value, E> {
-        Ok(Value::String(v.to_string()))
-    }
-    fn visit_string<E>(self, v: String) -> std::result::Result<Value, E> {
-        Ok(Value::String(v))
-    }
-    fn visit_unit<E>(self) -> std::result::Result<Value, E> {
-        Ok(Value::Null)
-    }
-    fn visit_none<E>(self) -> std::result::Result<Value, E> {
-        Ok(Value::Null)
-    }
-    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> std::result::Result<Value, D::Error> {
-        d.deserialize_any(self)
-    }
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(
-        self,
-        mut seq: A,
-    ) -> std::result::Result<Value, A::Error> {
-        let mut out = Vec::new();
-        while let Some(v) = seq.next_element_seed(NoDuplicates)? {
-            out.push(v);
-        }
-        Ok(Value::Array(out))
-    }
-    fn visit_map<A: serde::de::MapAccess<'de>>(
-        self,
-        mut map: A,
-    ) -> std::result::Result<Value, A::Error> {
-        let mut out = serde_json::Map::new();
-        while let Some(k) = map.next_key::<String>()? {
-            if out.contains_key(&k) {
-                let shown: String = k.chars().take(64).collect();
-                return Err(serde::de::Error::custom(format!(
-                    "duplicate key `{shown}` in an object (each key may appear once)"
-                )));
-            }
-            let v = map.next_value_seed(NoDuplicates)?;
-            out.insert(k, v);
-        }
-        Ok(Value::Object(out))
-    }
 }
 
 pub fn parse(value: &Value) -> Result<Request> {
@@ -343,149 +269,6 @@ fn parse_request(value: &Value) -> Result<Request> {
     })
 }
 
-/// Compiles a glob as `plan` will (`*` and `?` match any character, `.` and `/` included).
-/// One glob pattern, parsed (no regex is compiled here; `glob_set` compiles all of a list
-/// into one set, fallibly).
-pub fn glob(pattern: &str) -> std::result::Result<globset::Glob, globset::Error> {
-    globset::GlobBuilder::new(pattern)
-        .literal_separator(false)
-        .backslash_escape(true)
-        .build()
-}
-
-/// Bounds on `only` and `shard.dims` patterns: each is parsed, and all of a list are compiled
-/// into one set matched once per tensor, so the cost is bounded by these.
-pub const MAX_PATTERNS: usize = 4096;
-pub const MAX_PATTERN_BYTES: usize = 1024;
-
-/// Compiles `patterns` into one set (the fallible build: a pattern whose regex passes the
-/// regex size limit is an error, not a panic). `path` is the list's JSON path.
-pub fn glob_set<'a>(
-    patterns: impl IntoIterator<Item = &'a str>,
-    path: &str,
-) -> Result<globset::GlobSet> {
-    let mut b = globset::GlobSetBuilder::new();
-    for p in patterns {
-        b.add(glob(p).map_err(|e| {
-            SpecError::invalid_value(path, format!("not a valid glob pattern: {}", e.kind()))
-        })?);
-    }
-    b.build().map_err(|e| {
-        SpecError::invalid_value(
-            path,
-            format!(
-                "the patterns are too complex to compile together: {}",
-                e.kind()
-            ),
-        )
-    })
-}
-
-fn check_glob(pattern: &str, path: &str) -> Result<()> {
-    if pattern.is_empty() {
-        return Err(SpecError::invalid_value(
-            path,
-            "a pattern must not be empty",
-        ));
-    }
-    if pattern.len() > MAX_PATTERN_BYTES {
-        return Err(SpecError::limit_exceeded(
-            path,
-            format!(
-                "a pattern may be at most {MAX_PATTERN_BYTES} bytes; this one has {}",
-                pattern.len()
-            ),
-        ));
-    }
-    // The error's kind only: its Display repeats the whole pattern.
-    glob(pattern).map(|_| ()).map_err(|e| {
-        SpecError::invalid_value(path, format!("not a valid glob pattern: {}", e.kind()))
-    })
-}
-
-fn too_many_patterns(n: usize, path: &str) -> Result<()> {
-    if n > MAX_PATTERNS {
-        return Err(SpecError::limit_exceeded(
-            path,
-            format!("at most {MAX_PATTERNS} patterns; this list has {n}"),
-        ));
-    }
-    Ok(())
-}
-
-fn shard_dim(v: &Value, path: &str) -> Result<Option<i64>> {
-    match v {
-        Value::Null => Ok(None),
-        other => {
-            let d = fields::integer(other, path)?;
-            if !(-64..64).contains(&d) {
-                return Err(SpecError::invalid_value(
-                    path,
-                    format!("{d} is not a tensor axis"),
-                ));
-            }
-            Ok(Some(d))
-        }
-    }
-}
-
-fn parse_shard(v: &Value, path: &str) -> Result<Shard> {
-    let o = Obj::new(v, path)?;
-    let (ws, _) = o.size_any(&["world_size"])?.ok_or_else(|| {
-        SpecError::missing_field(join(path, "world_size"), "a shard needs `world_size`")
-    })?;
-    let (rank_v, rank_path) = o.require_any(&["rank"], " (0 ≤ rank < world_size)")?;
-    let rank = match rank_v {
-        Value::Number(n) => n.as_u64().filter(|&r| r < ws).ok_or_else(|| {
-            SpecError::invalid_value(
-                &rank_path,
-                format!("rank must be an integer in [0, {ws}), got {n}"),
-            )
-        })?,
-        other => return Err(wrong_type(&rank_path, "an integer", other)),
-    };
-    let dim = match o.get_any(&["dim"])? {
-        None => Some(0),
-        Some((v, p)) => shard_dim(v, &p)?,
-    };
-    let mut dims = Vec::new();
-    if let Some((dv, dp)) = o.get_any(&["dims"])? {
-        let m = match dv {
-            Value::Object(m) => m,
-            other => {
-                return Err(wrong_type(
-                    &dp,
-                    "an object mapping name patterns to an axis or null",
-                    other,
-                ));
-            }
-        };
-        too_many_patterns(m.len(), &dp)?;
-        for (pat, d) in m {
-            if pat.len() > MAX_PATTERN_BYTES {
-                // Checked before the pattern goes into a path.
-                return Err(SpecError::limit_exceeded(
-                    dp,
-                    format!(
-                        "a pattern may be at most {MAX_PATTERN_BYTES} bytes; one has {}",
-                        pat.len()
-                    ),
-                ));
-            }
-            let pp = format!("{dp}[{}]", serde_json::to_string(pat).unwrap_or_default());
-            check_glob(pat, &pp)?;
-            dims.push((pat.clone(), shard_dim(d, &pp)?));
-        }
-    }
-    o.finish()?;
-    Ok(Shard {
-        rank,
-        world_size: ws,
-        dim,
-        dims,
-    })
-}
-
 fn parse_seed(v: &Value, path: &str) -> Result<u64> {
     let range = || {
         SpecError::new(
@@ -511,143 +294,6 @@ fn parse_seed(v: &Value, path: &str) -> Result<u64> {
             other,
         )),
     }
-}
-
-fn parse_raw_tensor(v: &Value, path: &str) -> Result<RawTensor> {
-    let o = Obj::new(v, path)?;
-    let (name, name_path) = o
-        .str_any(&["name"])?
-        .ok_or_else(|| SpecError::missing_field(join(path, "name"), "a tensor needs a `name`"))?;
-    check_name(name, &name_path)?;
-    let (shape_v, shape_path) =
-        o.require_any(&["shape"], " (a list of positive sizes; [] for a scalar)")?;
-    let shape = fields::shape(shape_v, &shape_path, false)?;
-    let (init_v, init_path) = o.require_any(&["init"], " (an initializer name or object)")?;
-    let init = catalogue::parse(init_v, &init_path)?;
-    let dtype = match o.get_any(&["dtype"])? {
-        Some((Value::String(s), p)) if s == "int64" || s == "i64" => {
-            check_integer_init(&init, &p)?;
-            Some(DType::I64)
-        }
-        Some((v, p)) => Some(DType::parse(v, &p)?),
-        None => None,
-    };
-    let fan_in = o.size_any(&["fan_in"])?.map(|x| x.0);
-    let fan_out = o.size_any(&["fan_out"])?.map(|x| x.0);
-    let fills = match o.get_any(&["fills"])? {
-        None => Vec::new(),
-        Some((Value::Array(items), p)) => {
-            if items.len() > MAX_FILLS {
-                return Err(SpecError::limit_exceeded(
-                    p,
-                    format!(
-                        "a tensor takes at most {MAX_FILLS} fills, got {}",
-                        items.len()
-                    ),
-                ));
-            }
-            let integer = dtype == Some(DType::I64);
-            items
-                .iter()
-                .enumerate()
-                .map(|(i, f)| parse_fill(f, &index(&p, i), &shape, integer))
-                .collect::<Result<_>>()?
-        }
-        Some((v, p)) => return Err(wrong_type(&p, "a list of fills", v)),
-    };
-    o.finish()?;
-    Ok(RawTensor {
-        name: name.to_string(),
-        shape,
-        init,
-        dtype,
-        fan_in,
-        fan_out,
-        fills,
-    })
-}
-
-/// An `int64` raw tensor holds integers: only constant initializers with an integral value
-/// that f32 (the canonical precision) represents exactly, |v| ≤ 2^24.
-fn check_integer_init(init: &Init, path: &str) -> Result<()> {
-    let value = match *init {
-        Init::Zeros => 0.0,
-        Init::Ones => 1.0,
-        Init::Constant { value } => value,
-        ref other => {
-            let other = other.name();
-            return Err(SpecError::initializer_mismatch(
-                path,
-                format!(
-                    "an int64 tensor takes a constant initializer (zeros, ones, constant), not `{other}`"
-                ),
-            ));
-        }
-    };
-    check_integer_value(value, path)
-}
-
-fn check_integer_value(value: f64, path: &str) -> Result<()> {
-    if value.fract() != 0.0 || value.abs() > (1u64 << 24) as f64 {
-        return Err(SpecError::invalid_value(
-            path,
-            format!("an int64 tensor holds integers up to 2^24 in magnitude, got {value}"),
-        ));
-    }
-    Ok(())
-}
-
-fn parse_fill(v: &Value, path: &str, shape: &[u64], integer: bool) -> Result<Fill> {
-    let o = Obj::new(v, path)?;
-    let (idx_v, idx_path) = o.require_any(
-        &["index"],
-        " (one entry per leading axis: an index or a [start, stop] range)",
-    )?;
-    let items = match idx_v {
-        Value::Array(items) => items,
-        other => return Err(wrong_type(&idx_path, "a list of indices or ranges", other)),
-    };
-    if items.len() > shape.len() {
-        return Err(SpecError::invalid_value(
-            &idx_path,
-            format!(
-                "{} entries for a tensor of rank {}",
-                items.len(),
-                shape.len()
-            ),
-        ));
-    }
-    let mut ranges = Vec::with_capacity(items.len());
-    for (d, item) in items.iter().enumerate() {
-        let ip = index(&idx_path, d);
-        let n = shape[d];
-        let (a, b) = match item {
-            Value::Array(pair) if pair.len() == 2 => {
-                let a = fields::integer(&pair[0], &index(&ip, 0))?;
-                let b = fields::integer(&pair[1], &index(&ip, 1))?;
-                (a, b)
-            }
-            Value::Number(_) => {
-                let a = fields::integer(item, &ip)?;
-                (a, a.saturating_add(1))
-            }
-            other => return Err(wrong_type(&ip, "an index or a [start, stop] pair", other)),
-        };
-        if a < 0 || b <= a || b as u64 > n {
-            return Err(SpecError::invalid_value(
-                ip,
-                format!("[{a}, {b}) is not a non-empty range of axis {d} (size {n})"),
-            ));
-        }
-        ranges.push((a as u64, b as u64));
-    }
-    let (val_v, val_path) = o.require_any(&["value"], " (the constant to write)")?;
-    let value = fields::finite_f64(val_v, &val_path)?;
-    if integer {
-        check_integer_value(value, &val_path)?;
-    }
-    o.finish()?;
-    Ok(Fill { ranges, value })
 }
 
 pub(crate) fn check_name(name: &str, path: &str) -> Result<()> {
