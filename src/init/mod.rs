@@ -185,6 +185,23 @@ impl InitInfo {
         }
     }
 
+    /// Adds `note` after the reason already given (`"{old}; {note}"`), or makes it the reason.
+    pub fn append_reason(&mut self, note: String) {
+        self.reason = Some(match self.reason.take() {
+            Some(x) => format!("{x}; {note}"),
+            None => note,
+        });
+    }
+
+    /// Adds `note` before the reason already given (`"{note}; {old}"`): why this initializer
+    /// was chosen comes before what resolving it found.
+    pub fn prepend_reason(&mut self, note: String) {
+        self.reason = Some(match self.reason.take() {
+            Some(x) => format!("{note}; {x}"),
+            None => note,
+        });
+    }
+
     /// The plan's `init` object. Hand-written, not derived: `name`, `semantics` and `params`
     /// come from the catalogue entry, `requested` appears only when it differs from `name`, and
     /// numbers not set are omitted.
@@ -432,10 +449,7 @@ fn std_of_target(r: &mut Resolved, target: f64) {
             r.info.std.unwrap_or(0.0),
             target
         );
-        r.info.reason = Some(match r.info.reason.take() {
-            Some(x) => format!("{x}; {note}"),
-            None => note,
-        });
+        r.info.append_reason(note);
     }
 }
 
@@ -637,10 +651,7 @@ pub fn resolve(spec: &Init, ctx: &TensorCtx<'_>) -> Result<Resolved> {
             let (choice, reason) = auto_choice(ctx.framework, ctx.activation);
             let mut r = resolve(&choice, ctx)?;
             r.info.requested = "auto".into();
-            r.info.reason = Some(match r.info.reason.take() {
-                Some(x) => format!("{reason}; {x}"),
-                None => reason,
-            });
+            r.info.prepend_reason(reason);
             Ok(r)
         }
     }

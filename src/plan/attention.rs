@@ -31,10 +31,7 @@ fn attention_kernel(cx: &mut LayerCtx<'_>, rows_axes: usize) -> Result<()> {
                     "Flax DenseGeneral"
                 }
             );
-            last.resolved.info.reason = Some(match last.resolved.info.reason.take() {
-                Some(x) => format!("{x}; {note}"),
-                None => note,
-            });
+            last.resolved.info.append_reason(note);
         }
         ValueSource::Whole(WholeTensor::DeltaOrthogonal { .. }) if fw == Framework::Flax => {
             return Err(SpecError::initializer_mismatch(

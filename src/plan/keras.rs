@@ -63,10 +63,7 @@ fn resolve_on(w: &Weight, shape: &[u64]) -> Result<Resolved> {
     };
     let mut r = init::resolve(&w.init.spec, &ctx)?;
     if let Some(why) = &w.default_reason {
-        r.info.reason = Some(match r.info.reason.take() {
-            Some(x) => format!("{why}; {x}"),
-            None => why.clone(),
-        });
+        r.info.prepend_reason(why.clone());
     }
     Ok(r)
 }
@@ -113,10 +110,7 @@ fn forget_bias(w: &Weight, h: u64) -> Result<Resolved> {
         ]);
         note
     };
-    first.info.reason = Some(match first.info.reason.take() {
-        Some(x) => format!("{x}; {note}"),
-        None => note,
-    });
+    first.info.append_reason(note);
     Ok(first)
 }
 

@@ -103,10 +103,7 @@ impl LayerCtx<'_> {
         };
         let mut resolved = init::resolve(&spec, &ctx)?;
         if let Some(r) = reason {
-            resolved.info.reason = Some(match resolved.info.reason.take() {
-                Some(x) => format!("{r}; {x}"),
-                None => r,
-            });
+            resolved.info.prepend_reason(r);
         }
         self.drafts.push(Draft {
             name: t.name,

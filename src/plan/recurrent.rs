@@ -390,10 +390,7 @@ fn keras_recurrent(cx: &mut LayerCtx<'_>, r: &Recurrent, sub: &Sub) -> Result<()
                 2 * h
             )
         };
-        last.resolved.info.reason = Some(match last.resolved.info.reason.take() {
-            Some(x) => format!("{x}; {note}"),
-            None => note,
-        });
+        last.resolved.info.append_reason(note);
     }
     Ok(())
 }

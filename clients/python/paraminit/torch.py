@@ -30,6 +30,7 @@ from __future__ import annotations
 import fnmatch
 import math
 import os
+import sys
 import threading
 import warnings
 from typing import Any, Callable, Iterable, Mapping, Optional, Union
@@ -550,7 +551,7 @@ class _Prefault:
         self._thread = None
         self.unsupported = False
         if not tensors or os.environ.get("PARAMINIT_PREFAULT", "1") == "0" or \
-                not hasattr(os, "sched_getaffinity"):
+                not sys.platform.startswith("linux"):
             return
         ranges = []
         seen = set()
